@@ -1,0 +1,47 @@
+# Punching Fist. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+T ?= tests
+
+.PHONY: help install test lint format run bench-ingest migrate clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the project with its test and dev tools
+
+test: $(STAMP) ## run every test (make test T=tests/unit to pick)
+	$(BIN)/python -m pytest $(T)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+run: $(STAMP) ## the whole pipeline on the embedded default (SQLite), on 127.0.0.1:8080
+	$(BIN)/punchingfist run --config-dir examples --bind 127.0.0.1:8080
+
+migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
+	$(BIN)/punchingfist migrate
+
+bench-ingest: $(STAMP) ## ingest throughput and latency vs a bare Flask endpoint (SQLite, PostgreSQL)
+	$(BIN)/python bench/ingest.py
+
+clean: ## remove the venv and local state
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

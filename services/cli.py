@@ -1,0 +1,162 @@
+"""``punchingfist``: one command line for every deployable.
+
+Each service contributes its subcommands through a ``cli`` module with
+``register(subparsers)``; this module only collects them, and ``run`` starts every
+deployable that exists as child processes on the embedded default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared import logs, settings
+from shared.errors import ConfigError
+
+log = logging.getLogger("punchingfist")
+
+# Modules with a register(subparsers) function; each adds its own subcommands.
+COMMAND_MODULES = (
+    "services.ingest.cli",
+)
+
+# What `punchingfist run` starts, in order: (name, argv after `punchingfist`).
+# Each entry is a deployable that exists; later issues append theirs.
+RUN_COMPONENTS: tuple[tuple[str, Sequence[str]], ...] = (
+    ("ingest", ("ingest",)),
+)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from shared.db import migrate
+    from shared.db.engines import make_engine
+
+    config = settings.from_env()
+    engine = make_engine(config.database)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine)
+    log.info(
+        "database migrated",
+        extra={"from": before, "to": migrate.current_revision(engine), "url": _safe(config)},
+    )
+    return 0
+
+
+def _safe(config: settings.Settings) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(config.database.url).render_as_string(hide_password=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Start every deployable as a child process and stop them all together."""
+    env = dict(os.environ)
+    if args.config_dir:
+        env["PF_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
+    env["PF_INGEST_BIND"] = args.bind
+    config = settings.from_env(env)
+    # Create the schema once, before any component (and gunicorn) forks.
+    _migrate(args)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    argv0 = [sys.executable, "-m", "services.cli"]
+    for name, component_argv in RUN_COMPONENTS:
+        child = subprocess.Popen([*argv0, *component_argv], env=env)  # noqa: S603
+        children.append((name, child))
+        log.info("started", extra={"component": name, "pid": child.pid})
+    log.info(
+        "punching fist is running",
+        extra={"ingest": f"http://{config.ingest.bind}", "database": _safe(config)},
+    )
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    exit_code = 0
+    while not stopping:
+        for name, child in children:
+            code = child.poll()
+            if code is not None:
+                log.error("component exited; stopping the rest", extra={"component": name, "code": code})
+                exit_code = code or 1
+                stopping = True
+        time.sleep(0.2)
+    for _name, child in children:
+        if child.poll() is None:
+            child.terminate()
+    for _name, child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="punchingfist",
+        description=(
+            "Incident response for Kubernetes: receives AlertManager webhooks, runs "
+            "investigation workflows, reports the results. Settings come from PF_* "
+            "environment variables (see README)."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="every deployable in one go on the embedded default (SQLite, no services)",
+        description="Start every deployable as child processes; Ctrl-C stops them all.",
+    )
+    run.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="folder of Source/Workflow/Sink YAML files (default: $PF_CONFIG_DIR)",
+    )
+    run.add_argument(
+        "--bind", default="127.0.0.1:8080", metavar="HOST:PORT", help="ingest API address"
+    )
+    run.set_defaults(handler=_run)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring $PF_DATABASE_URL to the newest schema",
+        description="Run the Alembic migrations up to head on $PF_DATABASE_URL.",
+    )
+    migrate.set_defaults(handler=_migrate)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = settings.from_env()
+    except ConfigError as exc:
+        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level, config.log_format)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        log.error("configuration error", extra={"error": str(exc)})
+        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Ingest deployable: the Flask API that receives AlertManager webhooks (served by gunicorn)."""

@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy models, engines and Alembic migrations (SQLite and PostgreSQL)."""

@@ -1,0 +1,74 @@
+"""Engines and sessions for the configured database, with SQLite tuned for concurrency.
+
+SQLite is the embedded default: WAL lets readers run beside the single writer, and a
+busy timeout makes concurrent writers (several gunicorn workers, the engine) wait for
+the lock instead of failing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import DatabaseSettings
+
+
+def make_engine(settings: DatabaseSettings, *, for_writes: bool = True) -> sa.Engine:
+    """An engine for ``settings``; ``for_writes=False`` gives SQLite readers that never lock."""
+    url = sa.make_url(settings.url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, settings, for_writes=for_writes)
+    if url.drivername == "postgresql":
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
+        url = url.set(drivername="postgresql+psycopg2")
+    return sa.create_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_pre_ping=True,
+        # Survive PostgreSQL restarts without a stale pool.
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_engine(url: sa.URL, settings: DatabaseSettings, *, for_writes: bool) -> sa.Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": settings.sqlite_busy_timeout, "check_same_thread": False},
+    )
+    busy_ms = int(settings.sqlite_busy_timeout * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN instead of pysqlite's
+        # lazy implicit transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across application crashes in WAL mode; only an OS crash
+        # can lose the last transactions.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.close()
+
+    # A deferred transaction that reads and then writes fails with SQLITE_BUSY at once
+    # when another writer got there first (the busy timeout does not apply to lock
+    # upgrades). IMMEDIATE takes the write lock at BEGIN, so writers queue instead.
+    begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)

@@ -1,0 +1,245 @@
+"""Tables shared by every deployable.
+
+The schema follows the seed (alerts, workflow runs, source events) plus what a
+correct design needs: the stored custom resources that the controller writes and the
+services read, an outbox that makes "record, then enqueue" atomic, step records and
+sink deliveries. JSON columns are JSONB on PostgreSQL and JSON text on SQLite.
+Changing anything here needs an Alembic revision (``make migration``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on both backends (SQLite drops the offset when storing)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+Timestamp = UTCDateTime()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Resource(Base):
+    """A Source, Workflow or Sink as last written by the controller (or the file loader)."""
+
+    __tablename__ = "resources"
+    __table_args__ = (sa.UniqueConstraint("kind", "namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    namespace: Mapped[str] = mapped_column(sa.String(253))
+    name: Mapped[str] = mapped_column(sa.String(253))
+    # Normalized spec (defaults applied) that passed validation.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    generation: Mapped[int] = mapped_column(default=1)
+    # Where it came from: "kubernetes" or a file path.
+    origin: Mapped[str] = mapped_column(sa.String(1024), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class SourceEvent(Base):
+    """One request received by a Source, accepted or not."""
+
+    __tablename__ = "source_events"
+    __table_args__ = (sa.Index(None, "source_name", "received_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    source_name: Mapped[str] = mapped_column(sa.String(253))
+    source_namespace: Mapped[str] = mapped_column(sa.String(253), default="default")
+    source_type: Mapped[str] = mapped_column(sa.String(32))
+    event_data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    workflow_triggered: Mapped[str | None] = mapped_column(sa.String(253))
+    alerts_received: Mapped[int] = mapped_column(default=0)
+    alerts_filtered: Mapped[int] = mapped_column(default=0)
+    alerts_deduplicated: Mapped[int] = mapped_column(default=0)
+    workflows_started: Mapped[int] = mapped_column(default=0)
+    workflows_rate_limited: Mapped[int] = mapped_column(default=0)
+    received_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Alert(Base):
+    """One occurrence of an alert: a fingerprint (label set) and its startsAt, per Source."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # The dedup lookup: one indexed probe per incoming alert.
+        sa.UniqueConstraint("source_name", "fingerprint", "starts_at"),
+        sa.Index(None, "fingerprint"),
+        sa.Index(None, "status", "received_at"),
+        sa.Index(None, "received_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    starts_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    ends_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    severity: Mapped[str] = mapped_column(sa.String(32), default="")
+    alert_name: Mapped[str] = mapped_column(sa.String(255), default="")
+    summary: Mapped[str | None] = mapped_column(sa.Text)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSONType)
+    generator_url: Mapped[str | None] = mapped_column(sa.Text)
+    source_name: Mapped[str] = mapped_column(sa.String(253))
+    workflow_name: Mapped[str | None] = mapped_column(sa.String(253))
+
+    ai_analysis: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    ai_confidence: Mapped[float | None] = mapped_column(sa.Float)
+    auto_resolved: Mapped[bool] = mapped_column(default=False)
+
+    received_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    times_seen: Mapped[int] = mapped_column(default=1)
+    triage_started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    triage_completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class AlertSourceEvent(Base):
+    """Which requests carried which alert occurrence."""
+
+    __tablename__ = "alert_source_events"
+
+    alert_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_event_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("source_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The alert's status in that request (firing or resolved).
+    status: Mapped[str] = mapped_column(sa.String(16))
+
+
+class WorkflowRun(Base):
+    """One execution of a Workflow (the seed's ``workflows`` table)."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        sa.Index(None, "alert_id"),
+        # The per-Source start cap counts recent runs of one Source.
+        sa.Index(None, "source_name", "created_at"),
+        sa.Index(None, "workflow_name", "phase"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    workflow_name: Mapped[str] = mapped_column(sa.String(253))
+    namespace: Mapped[str] = mapped_column(sa.String(253), default="default")
+    source_name: Mapped[str | None] = mapped_column(sa.String(253))
+    alert_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("alerts.id"))
+    trigger: Mapped[str] = mapped_column(sa.String(32), default="alert")
+    phase: Mapped[str] = mapped_column(sa.String(16), default="Pending")
+    steps_completed: Mapped[int] = mapped_column(default=0)
+    total_steps: Mapped[int] = mapped_column(default=0)
+    current_step: Mapped[str | None] = mapped_column(sa.String(253))
+    input_context: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The shared context the steps read and write (``steps.<name>.output``).
+    context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class StepRun(Base):
+    """One step of a workflow run, with every attempt's outcome folded into it."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (sa.UniqueConstraint("run_id", "index"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    index: Mapped[int]
+    name: Mapped[str] = mapped_column(sa.String(253))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    phase: Mapped[str] = mapped_column(sa.String(16), default="Pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class OutboxEntry(Base):
+    """A Celery task to send once the transaction that wrote it has committed."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index(None, "published_at", "available_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    task_name: Mapped[str] = mapped_column(sa.String(128))
+    queue: Mapped[str] = mapped_column(sa.String(64))
+    # Ids only, never rows: the task loads what it needs.
+    args: Mapped[list[Any]] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Not before this instant may the relay take the entry (a publisher's lease).
+    available_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class SinkDelivery(Base):
+    """One notification of a run's result to one Sink."""
+
+    __tablename__ = "sink_deliveries"
+    __table_args__ = (sa.UniqueConstraint("run_id", "sink_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    sink_name: Mapped[str] = mapped_column(sa.String(253))
+    phase: Mapped[str] = mapped_column(sa.String(16), default="Pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    # What the sink answered (Slack ts for threading, silence id, ...).
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -1,0 +1,187 @@
+"""Transactional outbox: tasks are written with the data they act on, then published.
+
+A writer adds entries in its own transaction (``add``). After commit it may publish
+them at once (``publish_now``); the relay (``relay_once``) sends anything that is
+still unpublished once its lease has run out. Entries can be published twice (crash
+between send and mark), so every task that consumes them is idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db.models import OutboxEntry, utcnow
+from shared.errors import TemporaryError
+from shared.queueing import Publisher
+
+log = logging.getLogger(__name__)
+_OUTBOX = OutboxEntry.__table__
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingTask:
+    id: uuid.UUID
+    task_name: str
+    queue: str
+    args: list[Any]
+
+
+def add(
+    session: Session, tasks: Sequence[tuple[str, str, list[Any]]], lease_seconds: float
+) -> list[PendingTask]:
+    """Insert (task_name, queue, args) entries in the session's transaction.
+
+    The lease keeps the relay off them while the writer publishes after commit.
+    """
+    if not tasks:
+        return []
+    now = utcnow()
+    available = now + dt.timedelta(seconds=lease_seconds)
+    pending = [PendingTask(uuid.uuid4(), name, queue, args) for name, queue, args in tasks]
+    session.execute(
+        sa.insert(_OUTBOX),
+        [
+            {
+                "id": task.id,
+                "task_name": task.task_name,
+                "queue": task.queue,
+                "args": task.args,
+                "created_at": now,
+                "available_at": available,
+                "attempts": 0,
+            }
+            for task in pending
+        ],
+    )
+    return pending
+
+
+def _mark_published(session: Session, ids: Sequence[uuid.UUID]) -> None:
+    session.execute(
+        sa.update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow())
+    )
+
+
+def _send(publisher: Publisher, tasks: Sequence[PendingTask]) -> tuple[list[uuid.UUID], str | None]:
+    sent: list[uuid.UUID] = []
+    for task in tasks:
+        try:
+            publisher.publish(task.task_name, task.queue, task.args, task_id=str(task.id))
+        except TemporaryError as exc:
+            return sent, str(exc)
+        sent.append(task.id)
+    return sent, None
+
+
+def publish_now(
+    session_factory: sessionmaker[Session], publisher: Publisher, tasks: Sequence[PendingTask]
+) -> int:
+    """Publish freshly committed entries; what fails stays for the relay. Returns sent count."""
+    if not tasks or not publisher.available:
+        return 0
+    sent, error = _send(publisher, tasks)
+    if error:
+        log.warning("publish deferred to the outbox relay", extra={"error": error})
+    if sent:
+        with session_factory.begin() as session:
+            _mark_published(session, sent)
+    return len(sent)
+
+
+def backlog(session: Session) -> int:
+    return session.execute(
+        sa.select(sa.func.count()).select_from(_OUTBOX).where(_OUTBOX.c.published_at.is_(None))
+    ).scalar_one()
+
+
+def relay_once(
+    session_factory: sessionmaker[Session],
+    publisher: Publisher,
+    *,
+    batch_size: int,
+    lease_seconds: float,
+) -> int:
+    """Claim due entries, publish them, mark them; returns how many were sent."""
+    now = utcnow()
+    with session_factory() as session:
+        due = session.execute(
+            sa.select(_OUTBOX.c.id, _OUTBOX.c.available_at)
+            .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.available_at <= now)
+            .order_by(_OUTBOX.c.created_at)
+            .limit(batch_size)
+        ).all()
+    if not due:
+        return 0
+    lease_until = now + dt.timedelta(seconds=lease_seconds)
+    claimed: list[PendingTask] = []
+    with session_factory.begin() as session:
+        # Claim by compare-and-set on available_at, so that two relays (several
+        # ingest workers) never both take an entry: portable, no SKIP LOCKED needed.
+        for entry_id, available_at in due:
+            row = session.execute(
+                sa.update(_OUTBOX)
+                .where(
+                    _OUTBOX.c.id == entry_id,
+                    _OUTBOX.c.available_at == available_at,
+                    _OUTBOX.c.published_at.is_(None),
+                )
+                .values(available_at=lease_until, attempts=_OUTBOX.c.attempts + 1)
+                .returning(_OUTBOX.c.task_name, _OUTBOX.c.queue, _OUTBOX.c.args)
+            ).first()
+            if row is not None:
+                claimed.append(PendingTask(entry_id, row.task_name, row.queue, row.args))
+    if not claimed:
+        return 0
+    sent, error = _send(publisher, claimed)
+    with session_factory.begin() as session:
+        if sent:
+            _mark_published(session, sent)
+        if error:
+            unsent = [task.id for task in claimed if task.id not in set(sent)]
+            session.execute(
+                sa.update(_OUTBOX)
+                .where(_OUTBOX.c.id.in_(unsent))
+                .values(last_error=error[:2000])
+            )
+    if error:
+        log.warning("outbox relay could not publish", extra={"error": error, "pending": len(claimed) - len(sent)})
+    elif sent:
+        log.info("outbox relay published", extra={"count": len(sent)})
+    return len(sent)
+
+
+class Relay(threading.Thread):
+    """Runs ``relay_once`` every ``interval`` seconds until stopped; never dies on an error."""
+
+    def __init__(
+        self,
+        run_once: Callable[[], int],
+        interval: float,
+        on_pass: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self._run_once = run_once
+        self._interval = interval
+        self._on_pass = on_pass
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._run_once()
+                if self._on_pass is not None:
+                    self._on_pass()
+            except Exception:  # the relay must outlive a database hiccup
+                log.exception("outbox relay pass failed")
+
+    def stop(self) -> None:
+        self._stopped.set()

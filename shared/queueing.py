@@ -1,0 +1,86 @@
+"""The one Celery app factory, and the publisher that ingest and the relay use.
+
+Every deployable that sends or runs tasks builds its Celery app here, so that all of
+them agree on serializer, task names and queues. Messages carry ids only; the task
+loads rows itself (a message outlives the transaction that produced it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from shared.errors import TemporaryError
+from shared.settings import Settings
+
+ENGINE_QUEUE = "engine"
+NOTIFIER_QUEUE = "notifier"
+
+# Stable task names: renaming one strands the messages already queued under it.
+START_WORKFLOW = "engine.start_workflow"
+RUN_STEP = "engine.run_step"
+DELIVER = "notifier.deliver"
+
+TASK_ROUTES = {
+    "engine.*": {"queue": ENGINE_QUEUE},
+    "notifier.*": {"queue": NOTIFIER_QUEUE},
+}
+
+
+def make_celery(settings: Settings, name: str = "punchingfist") -> Celery:
+    app = Celery(name, broker=settings.broker.url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_routes=TASK_ROUTES,
+        task_default_queue=ENGINE_QUEUE,
+        # No result backend: results live in the database, where the API reads them.
+        task_ignore_result=True,
+        # A step that dies with its worker is redelivered, not lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.broker.publish_timeout,
+        broker_transport_options={
+            "socket_connect_timeout": settings.broker.publish_timeout,
+            "socket_timeout": max(settings.broker.publish_timeout, 5.0),
+            # Redis redelivers an unacked message after this many seconds; longer than
+            # the longest step timeout so that a slow step is not run twice.
+            "visibility_timeout": 3600 * 2,
+        },
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
+
+
+class Publisher:
+    """Sends tasks by name without blocking a request on a down broker.
+
+    After a failure it stops trying for ``backoff`` seconds: the outbox relay
+    delivers what was not published, so a request never waits on the broker twice.
+    """
+
+    def __init__(self, app: Celery, backoff: float) -> None:
+        self._app = app
+        self._backoff = backoff
+        self._paused_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._paused_until
+
+    def publish(self, task_name: str, queue: str, args: Sequence[Any], task_id: str) -> None:
+        try:
+            self._app.send_task(
+                task_name, args=list(args), queue=queue, task_id=task_id, retry=False
+            )
+        except Exception as exc:  # kombu raises many types for one cause: broker unreachable
+            self._paused_until = time.monotonic() + self._backoff
+            raise TemporaryError(f"broker unavailable: {exc}", delay=self._backoff) from exc
+        self._paused_until = 0.0

@@ -1,0 +1,114 @@
+"""Workflow step schemas, one per step type, keyed by the CRD ``type`` string.
+
+These schemas are the single definition of what a step may say: the Workflow schema
+validates each step with the schema of its type, the CRD generator renders them into
+the manifest, and the engine reads the normalized result. The engine's executors in
+``services/engine/steps/`` are registered under the same type strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+STEP_NAME = ma.validate.Regexp(
+    r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$",
+    error="Must be lowercase letters, digits, '-' or '_', starting and ending alphanumeric.",
+)
+
+
+class StepSchema(ma.Schema):
+    """Fields every step has, whatever its type."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+    name = ma.fields.String(required=True, validate=[ma.validate.Length(max=63), STEP_NAME])
+    type = ma.fields.String(required=True)
+    # Time limit for one attempt. Minutes as in the seed; seconds for short steps.
+    timeoutMinutes = ma.fields.Float(validate=ma.validate.Range(min=0, min_inclusive=False))
+    timeoutSeconds = ma.fields.Float(validate=ma.validate.Range(min=0, min_inclusive=False))
+    # Further attempts after a temporary failure, with exponential backoff.
+    retries = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=10))
+    # A failed step does not fail the run when true.
+    continueOnError = ma.fields.Boolean(load_default=False)
+
+    @ma.validates_schema
+    def _one_timeout(self, data: dict[str, Any], **_: Any) -> None:
+        if "timeoutMinutes" in data and "timeoutSeconds" in data:
+            raise ma.ValidationError(
+                "Give timeoutMinutes or timeoutSeconds, not both.", "timeoutSeconds"
+            )
+
+
+class CliStepSchema(StepSchema):
+    """Run a command: an argv list, or a string for the shell when ``shell: true``."""
+
+    command = ma.fields.Raw(required=True)
+    shell = ma.fields.Boolean(load_default=False)
+    env = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
+    # "text" keeps stdout as a string; "json" also parses stdout into output fields.
+    output = ma.fields.String(load_default="text", validate=ma.validate.OneOf(["text", "json"]))
+    # Where the command runs: this worker, or a Kubernetes Job from runtime.image.
+    runner = ma.fields.String(
+        load_default="local", validate=ma.validate.OneOf(["local", "kubernetes"])
+    )
+
+    @ma.validates_schema
+    def _command_shape(self, data: dict[str, Any], **_: Any) -> None:
+        command = data.get("command")
+        if data.get("shell"):
+            if not isinstance(command, str) or not command.strip():
+                raise ma.ValidationError("With shell: true, command is one string.", "command")
+        elif not (
+            isinstance(command, list)
+            and command
+            and all(isinstance(part, str) for part in command)
+        ):
+            raise ma.ValidationError(
+                "Must be a list of strings (argv); use shell: true to give a shell string.",
+                "command",
+            )
+
+
+class AgentStepSchema(StepSchema):
+    """An LLM investigation that calls tools (its executor arrives with the agent issue)."""
+
+    goal = ma.fields.String(required=True, validate=ma.validate.Length(min=1))
+    tools = ma.fields.List(ma.fields.String(), load_default=list)
+    maxIterations = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=100))
+    # Tools that change the cluster wait for a human unless this is false.
+    approvalRequired = ma.fields.Boolean(load_default=True)
+    # Extra instructions appended to the agent's system prompt.
+    prompt = ma.fields.String()
+
+
+class BranchSchema(ma.Schema):
+    """What a conditional does on one side: run or skip named steps, or stop the run."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+    run = ma.fields.List(ma.fields.String())
+    skip = ma.fields.List(ma.fields.String())
+    stop = ma.fields.String(validate=ma.validate.OneOf(["succeeded", "failed"]))
+    message = ma.fields.String()
+
+
+class ConditionalStepSchema(StepSchema):
+    """Evaluate a sandboxed expression over the context and choose a branch."""
+
+    condition = ma.fields.String(required=True, validate=ma.validate.Length(min=1))
+    then = ma.fields.Nested(BranchSchema, load_default=dict)
+    # ``else`` is a Python keyword, hence data_key.
+    else_ = ma.fields.Nested(BranchSchema, data_key="else", load_default=dict)
+
+
+STEP_SCHEMAS: dict[str, type[StepSchema]] = {
+    "cli": CliStepSchema,
+    "agent": AgentStepSchema,
+    "conditional": ConditionalStepSchema,
+}

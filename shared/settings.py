@@ -1,0 +1,207 @@
+"""Settings read once from the environment at start-up.
+
+Every knob has the ``PF_`` prefix and is parsed, validated and grouped here, so that a
+bad value stops the process with a message naming the variable instead of failing on
+first use. No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from shared.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSettings:
+    # SQLite under ./var by default so that `make run` needs nothing installed.
+    url: str = f"sqlite:///{DEFAULT_VAR_DIR}/punchingfist.db"
+    # Seconds a writer waits for SQLite's lock before giving up; generous because
+    # several sync gunicorn workers share one file.
+    sqlite_busy_timeout: float = 30.0
+    # Connections kept per process (PostgreSQL); sync workers use one at a time.
+    pool_size: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerSettings:
+    # Celery broker. The embedded default is kombu's SQLAlchemy transport on a SQLite
+    # file, so that several processes can share queues with no server installed.
+    url: str = f"sqla+sqlite:///{DEFAULT_VAR_DIR}/broker.db"
+    # Seconds to wait for a broker connection while publishing from a request. Short:
+    # the outbox relay retries anything that was not published.
+    publish_timeout: float = 1.0
+    # Seconds to stop publishing from requests after a failure (the relay takes over).
+    publish_backoff: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSettings:
+    bind: str = "127.0.0.1:8080"
+    # Largest accepted webhook body, bytes. AlertManager sends about 1 KiB an alert;
+    # 10 MiB leaves room for groups of thousands without inviting abuse.
+    max_body_bytes: int = 10 * 1024 * 1024
+    # gunicorn sync workers; sync because SQLite serialises writers anyway.
+    workers: int = 2
+    # Seconds a Source definition is cached before it is read again from the store.
+    resource_refresh_seconds: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxSettings:
+    # Seconds between relay passes over unpublished outbox entries.
+    relay_interval: float = 1.0
+    # Seconds a publisher holds an entry before the relay may take it over; covers
+    # the in-request publish so that both do not send the same entry.
+    lease_seconds: float = 10.0
+    # Entries claimed per relay pass.
+    batch_size: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
+    ingest: IngestSettings = dataclasses.field(default_factory=IngestSettings)
+    outbox: OutboxSettings = dataclasses.field(default_factory=OutboxSettings)
+    # Folder laid out like mounted Secrets: <dir>/<secret name>/<key>.
+    secrets_dir: Path = Path("secrets")
+    # Read secrets from the Kubernetes API instead of secrets_dir.
+    kubernetes_secrets: bool = False
+    # Where Sources, Workflows and Sinks are loaded from when there is no cluster.
+    config_dir: Path | None = None
+    log_level: str = "INFO"
+    # "json" for machines, "text" for a terminal.
+    log_format: str = "json"
+    var_dir: Path = DEFAULT_VAR_DIR
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = kind(raw)
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than zero")
+        return value
+
+    return parse
+
+
+def _non_negative(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        value = kind(raw)
+        if value < 0:  # type: ignore[operator]
+            raise ValueError("must not be negative")
+        return value
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``); raise ConfigError on bad values."""
+    env = os.environ if env is None else env
+    var_dir = _read(env, "PF_VAR_DIR", Path, DEFAULT_VAR_DIR)
+    database = DatabaseSettings(
+        url=_read(env, "PF_DATABASE_URL", str, f"sqlite:///{var_dir}/punchingfist.db"),
+        sqlite_busy_timeout=_read(
+            env, "PF_SQLITE_BUSY_TIMEOUT", _positive(float), DatabaseSettings.sqlite_busy_timeout
+        ),
+        pool_size=_read(env, "PF_DATABASE_POOL_SIZE", _positive(int), DatabaseSettings.pool_size),
+    )
+    broker = BrokerSettings(
+        url=_read(env, "PF_BROKER_URL", str, f"sqla+sqlite:///{var_dir}/broker.db"),
+        publish_timeout=_read(
+            env, "PF_BROKER_PUBLISH_TIMEOUT", _positive(float), BrokerSettings.publish_timeout
+        ),
+        publish_backoff=_read(
+            env, "PF_BROKER_PUBLISH_BACKOFF", _non_negative(float), BrokerSettings.publish_backoff
+        ),
+    )
+    ingest = IngestSettings(
+        bind=_read(env, "PF_INGEST_BIND", str, IngestSettings.bind),
+        max_body_bytes=_read(
+            env, "PF_INGEST_MAX_BODY_BYTES", _positive(int), IngestSettings.max_body_bytes
+        ),
+        workers=_read(env, "PF_INGEST_WORKERS", _positive(int), IngestSettings.workers),
+        resource_refresh_seconds=_read(
+            env,
+            "PF_RESOURCE_REFRESH_SECONDS",
+            _non_negative(float),
+            IngestSettings.resource_refresh_seconds,
+        ),
+    )
+    outbox = OutboxSettings(
+        relay_interval=_read(
+            env, "PF_OUTBOX_RELAY_INTERVAL", _positive(float), OutboxSettings.relay_interval
+        ),
+        lease_seconds=_read(
+            env, "PF_OUTBOX_LEASE_SECONDS", _positive(float), OutboxSettings.lease_seconds
+        ),
+        batch_size=_read(env, "PF_OUTBOX_BATCH_SIZE", _positive(int), OutboxSettings.batch_size),
+    )
+    config_dir = _read(env, "PF_CONFIG_DIR", Path, None)
+    settings = Settings(
+        database=database,
+        broker=broker,
+        ingest=ingest,
+        outbox=outbox,
+        secrets_dir=_read(env, "PF_SECRETS_DIR", Path, Path("secrets")),
+        kubernetes_secrets=_read(env, "PF_KUBERNETES_SECRETS", _boolean, False),
+        config_dir=config_dir,
+        log_level=_read(
+            env, "PF_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+        ),
+        log_format=_read(env, "PF_LOG_FORMAT", _choice("json", "text"), "json"),
+        var_dir=var_dir,
+    )
+    _check_urls(settings)
+    return settings
+
+
+def _check_urls(settings: Settings) -> None:
+    db = settings.database.url
+    if not db.startswith(("sqlite:", "postgresql:", "postgresql+psycopg2:")):
+        raise ConfigError(
+            f"PF_DATABASE_URL={db!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
+    broker = settings.broker.url
+    if not broker.startswith(("redis://", "rediss://", "sqla+", "memory://", "amqp://")):
+        raise ConfigError(
+            f"PF_BROKER_URL={broker!r}: use redis://HOST:PORT/DB (or sqla+sqlite:///PATH, memory://)"
+        )
