@@ -106,7 +106,9 @@ class Alert(Base):
         # The dedup lookup: one indexed probe per incoming alert.
         sa.UniqueConstraint("source_name", "fingerprint", "starts_at"),
         sa.Index(None, "fingerprint"),
+        # The list API pages by received_at, optionally within a status or a Source.
         sa.Index(None, "status", "received_at"),
+        sa.Index(None, "source_name", "received_at"),
         sa.Index(None, "received_at"),
     )
 

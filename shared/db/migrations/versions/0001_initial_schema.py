@@ -51,6 +51,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_alerts_fingerprint'), ['fingerprint'], unique=False)
         batch_op.create_index(batch_op.f('ix_alerts_received_at'), ['received_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_alerts_status_received_at'), ['status', 'received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_source_name_received_at'), ['source_name', 'received_at'], unique=False)
 
     op.create_table('outbox',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -185,6 +186,7 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alerts_source_name_received_at'))
         batch_op.drop_index(batch_op.f('ix_alerts_status_received_at'))
         batch_op.drop_index(batch_op.f('ix_alerts_received_at'))
         batch_op.drop_index(batch_op.f('ix_alerts_fingerprint'))
