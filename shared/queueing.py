@@ -63,7 +63,10 @@ class Publisher:
     """Sends tasks by name without blocking a request on a down broker.
 
     After a failure it stops trying for ``backoff`` seconds: the outbox relay
-    delivers what was not published, so a request never waits on the broker twice.
+    delivers what was not published. The pause matters because redis-py (6 and
+    later) retries a refused connection with backoff inside the client, about 2 s
+    that kombu gives no way to turn off; without it every request during a Redis
+    outage would wait that long.
     """
 
     def __init__(self, app: Celery, backoff: float) -> None:

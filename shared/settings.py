@@ -39,8 +39,9 @@ class BrokerSettings:
     # Seconds to wait for a broker connection while publishing from a request. Short:
     # the outbox relay retries anything that was not published.
     publish_timeout: float = 1.0
-    # Seconds to stop publishing from requests after a failure (the relay takes over).
-    publish_backoff: float = 5.0
+    # Seconds to stop publishing from requests after a failure; the relay takes over.
+    # One request per period pays redis-py's built-in connect retries (about 2 s).
+    publish_backoff: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ Create Date: ${create_date}
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy import Text  # noqa: F401  autogenerate renders JSONB(astext_type=Text())
 
 import shared.db.models
 ${imports if imports else ""}

@@ -1,0 +1,296 @@
+"""HTTP views of the ingest API: the webhook endpoint, the read API and health.
+
+Views translate HTTP to calls on ``services.ingest.intake`` and the store and back.
+Bad input gets a 4xx that names the problem and writes nothing; business outcomes
+(everything filtered, duplicates) are 2xx, because AlertManager retries a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hmac
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from services.ingest import intake
+from shared import outbox
+from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun
+from shared.domain.alerts import AlertStatus
+from shared.domain.webhooks import parse_notification
+from shared.errors import SecretError, ValidationError
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("ingest", __name__)
+
+_ALERTS = Alert.__table__
+_EVENTS = SourceEvent.__table__
+_LINKS = AlertSourceEvent.__table__
+_RUNS = WorkflowRun.__table__
+_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+
+def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": message, **extra}), status
+
+
+@blueprint.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    status = exc.code or 500
+    messages = {
+        404: "no such endpoint; webhooks are accepted on the paths of configured Sources",
+        405: f"method {request.method} not allowed here",
+        413: "request body is larger than the limit (PF_INGEST_MAX_BODY_BYTES)",
+    }
+    return _error(status, messages.get(status, exc.description or exc.name))
+
+
+def _state():  # type: ignore[no-untyped-def]
+    from services.ingest.app import state
+
+    return state()
+
+
+@blueprint.post("/<path:path>")
+def receive_webhook(path: str) -> tuple[Response, int]:
+    ingest = _state()
+    source = ingest.catalog.by_path("/" + path)
+    if source is None:
+        return _error(404, f"no Source listens on /{path}")
+    if source.bearer_secret is not None:
+        try:
+            expected = ingest.secrets.get(
+                source.namespace, source.bearer_secret.name, source.bearer_secret.key
+            )
+        except SecretError as exc:
+            log.error("webhook token unavailable", extra={"source": source.name, "error": str(exc)})
+            # 503: the sender should retry; the operator must fix the secret.
+            return _error(503, f"Source {source.name}: its bearer token cannot be read")
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            log.warning("webhook rejected: bad or missing bearer token", extra={"source": source.name})
+            return _error(401, "missing or wrong bearer token")
+    if request.mimetype != "application/json":
+        return _error(415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}")
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        return _error(400, f"body is not valid JSON: {exc}")
+    try:
+        notification = parse_notification(body)
+    except ValidationError as exc:
+        return _error(422, str(exc), fields=exc.messages)
+    # While the broker is known to be down nobody publishes from the request, so the
+    # relay may take the entries at once instead of waiting out a lease.
+    publishing = ingest.publisher.available
+    result = intake.record(
+        ingest.sessions,
+        source,
+        notification,
+        body,
+        lease_seconds=ingest.settings.outbox.lease_seconds if publishing else 0.0,
+    )
+    published = outbox.publish_now(ingest.sessions, ingest.publisher, result.tasks)
+    metrics = ingest.metrics
+    metrics.received.labels(source.name).inc(result.received)
+    if result.filtered:
+        metrics.filtered.labels(source.name).inc(result.filtered)
+    if result.deduplicated:
+        metrics.deduplicated.labels(source.name).inc(result.deduplicated)
+    if result.workflows_started:
+        metrics.started.labels(source.name).inc(result.workflows_started)
+    if result.rate_limited:
+        metrics.rate_limited.labels(source.name).inc(result.rate_limited)
+    log.info(
+        "webhook recorded",
+        extra={
+            "source": source.name,
+            "event_id": str(result.event_id),
+            "alert_ids": [str(alert_id) for alert_id in result.alert_ids],
+            "received": result.received,
+            "filtered": result.filtered,
+            "new": result.new,
+            "deduplicated": result.deduplicated,
+            "resolved": result.resolved,
+            "workflows_started": result.workflows_started,
+            "rate_limited": result.rate_limited,
+            "published": published,
+        },
+    )
+    return jsonify(result.as_json()), 200
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    return jsonify({"status": "ok"}), 200
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    ingest = _state()
+    checks: dict[str, str] = {}
+    try:
+        with ingest.read_sessions() as session:
+            session.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sa.exc.SQLAlchemyError as exc:
+        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+    try:
+        with ingest.celery.connection_for_write() as connection:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=ingest.settings.broker.publish_timeout
+            )
+        checks["broker"] = "ok"
+    except Exception as exc:  # kombu raises many types for one cause: broker unreachable
+        checks["broker"] = f"unavailable: {exc.__class__.__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify({"ready": ready, "checks": checks}), 200 if ready else 503
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _alert_json(row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "fingerprint": row.fingerprint,
+        "status": row.status,
+        "alertName": row.alert_name,
+        "severity": row.severity,
+        "summary": row.summary,
+        "description": row.description,
+        "labels": row.labels,
+        "annotations": row.annotations,
+        "source": row.source_name,
+        "workflow": row.workflow_name,
+        "generatorURL": row.generator_url,
+        "autoResolved": row.auto_resolved,
+        "aiAnalysis": row.ai_analysis,
+        "aiConfidence": row.ai_confidence,
+        "timesSeen": row.times_seen,
+        "startsAt": _iso(row.starts_at),
+        "endsAt": _iso(row.ends_at),
+        "receivedAt": _iso(row.received_at),
+        "lastSeenAt": _iso(row.last_seen_at),
+        "triageStartedAt": _iso(row.triage_started_at),
+        "triageCompletedAt": _iso(row.triage_completed_at),
+        "resolvedAt": _iso(row.resolved_at),
+    }
+
+
+def _encode_cursor(received_at: dt.datetime, alert_id: uuid.UUID) -> str:
+    raw = f"{received_at.isoformat()}|{alert_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        stamp, _, alert_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        return dt.datetime.fromisoformat(stamp), uuid.UUID(alert_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("cursor is not one this API returned") from exc
+
+
+@blueprint.get("/api/v1/alerts")
+def list_alerts() -> tuple[Response, int]:
+    args = request.args
+    query = sa.select(_ALERTS)
+    status = args.get("status")
+    if status is not None:
+        if status not in {s.value for s in AlertStatus}:
+            allowed = ", ".join(s.value for s in AlertStatus)
+            return _error(400, f"status must be one of {allowed}")
+        query = query.where(_ALERTS.c.status == status)
+    fingerprint = args.get("fingerprint")
+    if fingerprint is not None:
+        if not _FINGERPRINT.match(fingerprint):
+            return _error(400, "fingerprint must be lowercase hex digits")
+        query = query.where(_ALERTS.c.fingerprint == fingerprint)
+    source = args.get("source")
+    if source is not None:
+        query = query.where(_ALERTS.c.source_name == source)
+    try:
+        limit = int(args.get("limit", DEFAULT_PAGE))
+    except ValueError:
+        return _error(400, "limit must be a whole number")
+    if not 1 <= limit <= MAX_PAGE:
+        return _error(400, f"limit must be between 1 and {MAX_PAGE}")
+    cursor = args.get("cursor")
+    if cursor:
+        try:
+            after_time, after_id = _decode_cursor(cursor)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        query = query.where(
+            sa.or_(
+                _ALERTS.c.received_at < after_time,
+                sa.and_(_ALERTS.c.received_at == after_time, _ALERTS.c.id < after_id),
+            )
+        )
+    query = query.order_by(_ALERTS.c.received_at.desc(), _ALERTS.c.id.desc()).limit(limit + 1)
+    with _state().read_sessions() as session:
+        rows = session.execute(query).all()
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = _encode_cursor(page[-1].received_at, page[-1].id) if more else None
+    return jsonify({"items": [_alert_json(row) for row in page], "next": next_cursor}), 200
+
+
+@blueprint.get("/api/v1/alerts/<alert_id>")
+def get_alert(alert_id: str) -> tuple[Response, int]:
+    try:
+        key = uuid.UUID(alert_id)
+    except ValueError:
+        return _error(400, "alert id must be a UUID")
+    with _state().read_sessions() as session:
+        row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == key)).first()
+        if row is None:
+            return _error(404, f"no alert {alert_id}")
+        events = session.execute(
+            sa.select(_EVENTS.c.id, _EVENTS.c.received_at, _EVENTS.c.source_name, _LINKS.c.status)
+            .join(_LINKS, _LINKS.c.source_event_id == _EVENTS.c.id)
+            .where(_LINKS.c.alert_id == key)
+            .order_by(_EVENTS.c.received_at)
+        ).all()
+        runs = session.execute(
+            sa.select(_RUNS).where(_RUNS.c.alert_id == key).order_by(_RUNS.c.created_at)
+        ).all()
+    body = _alert_json(row)
+    body["sourceEvents"] = [
+        {
+            "id": str(event.id),
+            "receivedAt": _iso(event.received_at),
+            "source": event.source_name,
+            "alertStatus": event.status,
+        }
+        for event in events
+    ]
+    body["workflowRuns"] = [
+        {
+            "id": str(run.id),
+            "workflow": run.workflow_name,
+            "phase": run.phase,
+            "stepsCompleted": run.steps_completed,
+            "totalSteps": run.total_steps,
+            "error": run.error,
+            "createdAt": _iso(run.created_at),
+            "completedAt": _iso(run.completed_at),
+        }
+        for run in runs
+    ]
+    return jsonify(body), 200

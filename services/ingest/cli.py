@@ -1,0 +1,96 @@
+"""``punchingfist ingest``: the ingest API under gunicorn with sync workers.
+
+Sync workers, because SQLite serialises writers anyway and gthread workers would
+only queue on its lock. The schema is migrated once in the master before workers
+fork; each worker runs an outbox relay thread so that work accepted while the broker
+was down is published when it is back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+from typing import Any
+
+from shared import settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ingest",
+        help="the AlertManager webhook API (gunicorn, sync workers)",
+        description=(
+            "Serve the ingest API: POST webhooks on each Source's path, the read API "
+            "under /api/v1, /healthz, /readyz and /metrics."
+        ),
+    )
+    parser.add_argument(
+        "--bind", metavar="HOST:PORT", help="address to listen on (default: $PF_INGEST_BIND or 127.0.0.1:8080)"
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="gunicorn worker processes (default: $PF_INGEST_WORKERS or 2)"
+    )
+    parser.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    config = settings.from_env()
+    bind = args.bind or config.ingest.bind
+    workers = args.workers or config.ingest.workers
+    if workers < 1:
+        parser_error = f"--workers must be at least 1, got {workers}"
+        raise SystemExit(parser_error)
+
+    from shared.db import migrate
+    from shared.db.engines import make_engine
+
+    engine = make_engine(config.database)
+    migrate.upgrade(engine)
+    engine.dispose()
+
+    # prometheus_client picks its multiprocess value class at import, so the folder
+    # must be set before any worker imports it.
+    metrics_dir = config.var_dir / "metrics" / f"ingest-{os.getpid()}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    from gunicorn.app.base import BaseApplication
+
+    class IngestServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", [bind])
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "sync")
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("post_worker_init", _post_worker_init)
+            self.cfg.set("child_exit", _child_exit)
+            self.cfg.set("proc_name", "punchingfist-ingest")
+
+        def load(self) -> Any:
+            from services.ingest.app import create_app
+
+            return create_app(settings.from_env(), multiprocess_metrics=True)
+
+    log.info("ingest starting", extra={"bind": bind, "workers": workers})
+    IngestServer().run()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _post_worker_init(worker: Any) -> None:
+    from services.ingest.app import EXTENSION
+
+    ingest_state = worker.wsgi.extensions[EXTENSION]
+    ingest_state.start_relay()
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,296 @@
+"""Record one accepted AlertManager notification: the whole write path of ingest.
+
+One transaction stores the source event, new alert occurrences, the updates to known
+ones, a Pending workflow run for each new firing alert and an outbox entry for each
+run; only after it commits may the caller answer 2xx and publish. The dedup lookup is
+one indexed query for the whole notification, and each kind of row is written with
+one batched statement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import outbox, queueing
+from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun, utcnow
+from shared.domain.alerts import AlertStatus, IncomingAlert, Notification, transition
+from shared.domain.sources import Source
+
+_ALERTS = Alert.__table__
+_EVENTS = SourceEvent.__table__
+_LINKS = AlertSourceEvent.__table__
+_RUNS = WorkflowRun.__table__
+
+
+@dataclasses.dataclass(frozen=True)
+class IntakeResult:
+    event_id: uuid.UUID
+    received: int
+    filtered: int
+    deduplicated: int
+    new: int
+    resolved: int
+    workflows_started: int
+    rate_limited: int
+    run_ids: tuple[uuid.UUID, ...]
+    alert_ids: tuple[uuid.UUID, ...]
+    tasks: tuple[outbox.PendingTask, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "event": str(self.event_id),
+            "received": self.received,
+            "filtered": self.filtered,
+            "deduplicated": self.deduplicated,
+            "new": self.new,
+            "resolved": self.resolved,
+            "workflowsStarted": self.workflows_started,
+            "rateLimited": self.rate_limited,
+            "alerts": [str(alert_id) for alert_id in self.alert_ids],
+            "runs": [str(run_id) for run_id in self.run_ids],
+        }
+
+
+def record(
+    session_factory: sessionmaker[Session],
+    source: Source,
+    notification: Notification,
+    body: Mapping[str, Any],
+    *,
+    lease_seconds: float,
+) -> IntakeResult:
+    """Store the notification; retries once when a concurrent request stored it first."""
+    try:
+        return _record_once(session_factory, source, notification, body, lease_seconds)
+    except sa.exc.IntegrityError:
+        # Two AlertManager replicas (HA) send the same group at the same moment: the
+        # loser of the unique (source, fingerprint, startsAt) race sees the winner's
+        # rows on the second pass and deduplicates against them.
+        return _record_once(session_factory, source, notification, body, lease_seconds)
+
+
+def _record_once(
+    session_factory: sessionmaker[Session],
+    source: Source,
+    notification: Notification,
+    body: Mapping[str, Any],
+    lease_seconds: float,
+) -> IntakeResult:
+    now = utcnow()
+    event_id = uuid.uuid4()
+    admitted = _unique_occurrences(
+        [alert for alert in notification.alerts if source.alert_filter.admits(alert.labels)]
+    )
+    filtered = len(notification.alerts) - sum(count for _, count in admitted)
+    with session_factory.begin() as session:
+        known = _known_occurrences(session, source.name, [alert for alert, _ in admitted])
+        new_rows: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        seen_ids: list[uuid.UUID] = []
+        resolve: list[tuple[uuid.UUID, str, IncomingAlert]] = []
+        starts: list[tuple[uuid.UUID, IncomingAlert]] = []
+        deduplicated = 0
+        for alert, _count in admitted:
+            existing = known.get((alert.fingerprint, alert.starts_at))
+            if existing is None:
+                alert_id = uuid.uuid4()
+                new_rows.append(_new_alert_row(alert_id, alert, source, now))
+                if not alert.is_resolved:
+                    starts.append((alert_id, alert))
+            else:
+                alert_id, status = existing
+                deduplicated += 1
+                seen_ids.append(alert_id)
+                if alert.is_resolved and status != AlertStatus.RESOLVED:
+                    resolve.append((alert_id, status, alert))
+            links.append(
+                {"alert_id": alert_id, "source_event_id": event_id, "status": alert.status}
+            )
+
+        allowed = _starts_allowed(session, source, len(starts), now)
+        started, rate_limited = starts[:allowed], len(starts) - allowed
+        started_ids = {alert_id for alert_id, _ in started}
+        for row in new_rows:
+            if row["id"] in started_ids:
+                row["workflow_name"] = source.trigger_workflow
+        runs = [_run_row(alert_id, alert, source, now) for alert_id, alert in started]
+
+        session.execute(
+            sa.insert(_EVENTS).values(
+                id=event_id,
+                source_name=source.name,
+                source_namespace=source.namespace,
+                source_type=source.type,
+                event_data=dict(body),
+                workflow_triggered=source.trigger_workflow if runs else None,
+                alerts_received=len(notification.alerts),
+                alerts_filtered=filtered,
+                alerts_deduplicated=deduplicated,
+                workflows_started=len(runs),
+                workflows_rate_limited=rate_limited,
+                received_at=now,
+            )
+        )
+        if new_rows:
+            session.execute(sa.insert(_ALERTS), new_rows)
+        if seen_ids:
+            session.execute(
+                sa.update(_ALERTS)
+                .where(_ALERTS.c.id.in_(seen_ids))
+                .values(last_seen_at=now, times_seen=_ALERTS.c.times_seen + 1, updated_at=now)
+            )
+        for alert_id, status, alert in resolve:
+            change = transition(status, AlertStatus.RESOLVED, at=now)
+            session.execute(
+                sa.update(_ALERTS)
+                .where(_ALERTS.c.id == alert_id)
+                .values(
+                    status=change.status.value,
+                    ends_at=alert.ends_at,
+                    auto_resolved=False,
+                    **change.timestamps,
+                )
+            )
+        if links:
+            session.execute(sa.insert(_LINKS), links)
+        tasks: list[outbox.PendingTask] = []
+        if runs:
+            session.execute(sa.insert(_RUNS), runs)
+            tasks = outbox.add(
+                session,
+                [
+                    (queueing.START_WORKFLOW, queueing.ENGINE_QUEUE, [str(run["id"])])
+                    for run in runs
+                ],
+                lease_seconds,
+            )
+    return IntakeResult(
+        event_id=event_id,
+        received=len(notification.alerts),
+        filtered=filtered,
+        deduplicated=deduplicated,
+        new=len(new_rows),
+        resolved=len(resolve) + sum(1 for row in new_rows if row["status"] == "resolved"),
+        workflows_started=len(runs),
+        rate_limited=rate_limited,
+        run_ids=tuple(run["id"] for run in runs),
+        alert_ids=tuple(link["alert_id"] for link in links),
+        tasks=tuple(tasks),
+    )
+
+
+def _unique_occurrences(
+    alerts: Sequence[IncomingAlert],
+) -> list[tuple[IncomingAlert, int]]:
+    """Collapse repeats of one occurrence inside a notification; resolved wins."""
+    by_key: dict[tuple[str, dt.datetime], tuple[IncomingAlert, int]] = {}
+    for alert in alerts:
+        key = (alert.fingerprint, alert.starts_at)
+        previous = by_key.get(key)
+        if previous is None:
+            by_key[key] = (alert, 1)
+        else:
+            keep = alert if alert.is_resolved else previous[0]
+            by_key[key] = (keep, previous[1] + 1)
+    return list(by_key.values())
+
+
+def _known_occurrences(
+    session: Session, source_name: str, alerts: Sequence[IncomingAlert]
+) -> dict[tuple[str, dt.datetime], tuple[uuid.UUID, str]]:
+    if not alerts:
+        return {}
+    rows = session.execute(
+        sa.select(_ALERTS.c.id, _ALERTS.c.fingerprint, _ALERTS.c.starts_at, _ALERTS.c.status).where(
+            _ALERTS.c.source_name == source_name,
+            _ALERTS.c.fingerprint.in_({alert.fingerprint for alert in alerts}),
+            _ALERTS.c.starts_at.in_({alert.starts_at for alert in alerts}),
+        )
+    ).all()
+    return {(row.fingerprint, row.starts_at): (row.id, row.status) for row in rows}
+
+
+def _starts_allowed(session: Session, source: Source, wanted: int, now: dt.datetime) -> int:
+    if wanted == 0 or not source.trigger_workflow:
+        return 0
+    limit = source.start_limit
+    since = now - dt.timedelta(seconds=limit.window_seconds)
+    recent = session.execute(
+        sa.select(sa.func.count())
+        .select_from(_RUNS)
+        .where(_RUNS.c.source_name == source.name, _RUNS.c.created_at > since)
+    ).scalar_one()
+    return max(0, min(wanted, limit.max_starts - recent))
+
+
+def _new_alert_row(
+    alert_id: uuid.UUID, alert: IncomingAlert, source: Source, now: dt.datetime
+) -> dict[str, Any]:
+    resolved = alert.is_resolved
+    return {
+        "id": alert_id,
+        "fingerprint": alert.fingerprint,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        # An occurrence first seen resolved (ingest was down while it fired) is
+        # recorded for the history but starts no workflow.
+        "status": (AlertStatus.RESOLVED if resolved else AlertStatus.RECEIVED).value,
+        "severity": alert.severity,
+        "alert_name": alert.alert_name,
+        "summary": alert.annotations.get("summary"),
+        "description": alert.annotations.get("description"),
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "generator_url": alert.generator_url,
+        "source_name": source.name,
+        "workflow_name": None,
+        "ai_analysis": None,
+        "ai_confidence": None,
+        "auto_resolved": False,
+        "received_at": now,
+        "last_seen_at": now,
+        "times_seen": 1,
+        "triage_started_at": None,
+        "triage_completed_at": None,
+        "resolved_at": now if resolved else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _run_row(
+    alert_id: uuid.UUID, alert: IncomingAlert, source: Source, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "workflow_name": source.trigger_workflow,
+        "namespace": source.namespace,
+        "source_name": source.name,
+        "alert_id": alert_id,
+        "trigger": "alert",
+        "phase": "Pending",
+        "steps_completed": 0,
+        "total_steps": 0,
+        "current_step": None,
+        "input_context": {
+            "alert": alert.to_context(),
+            "source": {
+                "name": source.name,
+                "namespace": source.namespace,
+                "context": dict(source.context),
+            },
+        },
+        "context": {},
+        "outputs": None,
+        "error": None,
+        "created_at": now,
+        "started_at": None,
+        "completed_at": None,
+    }

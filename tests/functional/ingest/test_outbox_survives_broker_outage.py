@@ -1,0 +1,191 @@
+"""With Redis down, ingest still answers 2xx; the relay publishes once Redis is back.
+
+Runs its own redis-server on a free port so that stopping it disturbs nobody else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from services.ingest.app import EXTENSION, create_app
+from tests.functional.ingest.conftest import TOKEN, load_fixture
+
+pytestmark = pytest.mark.redis
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def messages(self, queue: str) -> list[dict[str, Any]]:
+        raw = redis.Redis(port=self.port).lrange(queue, 0, -1)
+        return [json.loads(item) for item in raw]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    if server.process and server.process.poll() is None:
+        server.stop()
+
+
+def _task_of(message: dict[str, Any]) -> tuple[str, list[Any]]:
+    body = json.loads(base64.b64decode(message["body"]))
+    return message["headers"]["task"], body[0]
+
+
+def test_publish_after_commit_then_relay_after_outage(
+    make_settings: Callable[..., Any],
+    database_url: str,
+    put_source: Callable[..., None],
+    private_redis: RedisServer,
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "secrets" / "am"
+    secret.mkdir(parents=True, exist_ok=True)
+    (secret / "token").write_text(TOKEN)
+    settings = make_settings(
+        PF_DATABASE_URL=database_url,
+        PF_BROKER_URL=private_redis.url,
+        PF_OUTBOX_LEASE_SECONDS="0.2",
+        PF_BROKER_PUBLISH_BACKOFF="0",
+    )
+    put_source()
+    app = create_app(settings)
+    client = app.test_client()
+    state = app.extensions[EXTENSION]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    first = client.post(
+        "/webhook/alertmanager",
+        data=json.dumps(load_fixture("01-firing-single.json")),
+        headers=headers,
+    )
+    assert first.status_code == 200
+    [message] = private_redis.messages("engine")
+    assert _task_of(message) == ("engine.start_workflow", first.json["runs"])
+
+    private_redis.stop()
+    second = client.post(
+        "/webhook/alertmanager",
+        data=json.dumps(load_fixture("03-firing-group-of-2.json")),
+        headers=headers,
+    )
+    assert second.status_code == 200
+    assert second.json["workflowsStarted"] == 2
+    with state.read_sessions() as session:
+        unpublished = session.execute(
+            sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        ).scalar_one()
+    assert unpublished == 2
+    # While Redis is down the relay fails softly and keeps the entries.
+    time.sleep(0.3)
+    assert state.relay_once() == 0
+
+    private_redis.start()
+    time.sleep(0.3)  # past the lease that the failed pass took
+    assert state.relay_once() == 2
+    published = [_task_of(m) for m in private_redis.messages("engine")]
+    assert sorted(args[0] for _, args in published) == sorted(second.json["runs"])
+    assert {task for task, _ in published} == {"engine.start_workflow"}
+    with state.read_sessions() as session:
+        rows = session.execute(sa.text("SELECT published_at, attempts FROM outbox")).all()
+    assert all(row.published_at is not None for row in rows)
+    # Nothing is sent twice once marked.
+    assert state.relay_once() == 0
+    assert len(private_redis.messages("engine")) == 2
+    assert all(uuid.UUID(args[0]) for _, args in published)
+
+
+def test_relay_thread_publishes_without_a_request(
+    make_settings: Callable[..., Any],
+    database_url: str,
+    put_source: Callable[..., None],
+    private_redis: RedisServer,
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "secrets" / "am"
+    secret.mkdir(parents=True, exist_ok=True)
+    (secret / "token").write_text(TOKEN)
+    settings = make_settings(
+        PF_DATABASE_URL=database_url,
+        PF_BROKER_URL=private_redis.url,
+        PF_OUTBOX_LEASE_SECONDS="0.2",
+        PF_OUTBOX_RELAY_INTERVAL="0.1",
+        PF_BROKER_PUBLISH_BACKOFF="0",
+    )
+    put_source()
+    app = create_app(settings)
+    private_redis.stop()
+    response = app.test_client().post(
+        "/webhook/alertmanager",
+        data=json.dumps(load_fixture("01-firing-single.json")),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    private_redis.start()
+    relay = app.extensions[EXTENSION].start_relay()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not private_redis.messages("engine"):
+            time.sleep(0.05)
+    finally:
+        relay.stop()
+        relay.join(timeout=5)
+    assert [_task_of(m)[1] for m in private_redis.messages("engine")] == [response.json["runs"]]
