@@ -165,6 +165,10 @@ class WorkflowRun(Base):
         # The per-Source start cap counts recent runs of one Source.
         sa.Index(None, "source_name", "created_at"),
         sa.Index(None, "workflow_name", "phase"),
+        # The per-fingerprint start cap (engine, at start time).
+        sa.Index(None, "workflow_name", "fingerprint", "started_at"),
+        # The engine's recovery pass looks for Running runs that stopped progressing.
+        sa.Index(None, "phase", "updated_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
@@ -182,9 +186,19 @@ class WorkflowRun(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Why the run ended the way it did when that is not an error (a conditional's
+    # stop message, steps that failed with continueOnError).
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    # The Workflow spec as it was at start: every step of a run sees the same
+    # definition even if the Workflow is edited meanwhile.
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The alert's fingerprint, copied out of input_context for the per-fingerprint cap.
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # Last progress (start, each step); a Running run idle for long is re-driven.
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 
 
 class StepRun(Base):
@@ -194,9 +208,7 @@ class StepRun(Base):
     __table_args__ = (sa.UniqueConstraint("run_id", "index"),)
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("workflow_runs.id", ondelete="CASCADE")
-    )
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     index: Mapped[int]
     name: Mapped[str] = mapped_column(sa.String(253))
     type: Mapped[str] = mapped_column(sa.String(32))
@@ -206,6 +218,27 @@ class StepRun(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # Who runs it now ("host:pid") and until when that claim holds without a
+    # heartbeat; a Running step past its lease, or whose owner died, is taken over.
+    worker: Mapped[str | None] = mapped_column(sa.String(255))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class ScheduleTick(Base):
+    """One cron tick of a schedule Source, claimed by the scheduler replica that fired it.
+
+    The unique key is what makes several scheduler replicas start a tick's run once.
+    """
+
+    __tablename__ = "schedule_ticks"
+    __table_args__ = (sa.UniqueConstraint("source_namespace", "source_name", "tick_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_namespace: Mapped[str] = mapped_column(sa.String(253))
+    source_name: Mapped[str] = mapped_column(sa.String(253))
+    tick_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class OutboxEntry(Base):
@@ -234,9 +267,7 @@ class SinkDelivery(Base):
     __table_args__ = (sa.UniqueConstraint("run_id", "sink_name"),)
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
-    run_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("workflow_runs.id", ondelete="CASCADE")
-    )
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     sink_name: Mapped[str] = mapped_column(sa.String(253))
     phase: Mapped[str] = mapped_column(sa.String(16), default="Pending")
     attempts: Mapped[int] = mapped_column(default=0)
