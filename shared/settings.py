@@ -68,11 +68,48 @@ class OutboxSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class EngineSettings:
+    # Pool processes per engine worker. Steps mostly wait on commands and the
+    # Kubernetes API, so a few more than CPUs is fine; each holds one DB connection.
+    concurrency: int = 4
+    # "prefork" isolates steps in processes, so that a SIGKILLed step loses only its
+    # own message (redelivered at once); "threads" or "solo" for debugging.
+    pool: str = "prefork"
+    # Seconds a step attempt may take when the step gives no timeout (the seed's
+    # example used 5 minutes; ten leaves room for slow clusters).
+    default_step_timeout: float = 600.0
+    # Bytes of stdout and of stderr kept per cli step (each); the rest is counted and
+    # dropped. 64 KiB keeps the context row small while holding a useful log tail.
+    output_limit_bytes: int = 64 * 1024
+    # Seconds before the first retry of a temporary failure; doubles per attempt.
+    retry_backoff: float = 2.0
+    # Longest wait between retries, seconds.
+    retry_backoff_max: float = 300.0
+    # Seconds a Running step stays claimed without a heartbeat; after that another
+    # worker takes it over. Heartbeats come every third of it.
+    lease_seconds: float = 30.0
+    # Seconds between recovery passes (stalled runs, expired leases) in each worker.
+    recovery_interval: float = 10.0
+    # Seconds a Running run may show no progress, with no live step, before a
+    # recovery pass re-drives it (a lost chain message). Longer than queueing delays.
+    stall_seconds: float = 120.0
+    # Namespace where cli steps with runner: kubernetes create their Jobs.
+    kubernetes_namespace: str = "punchingfist"
+    # Seconds a finished Job (and its pod) is kept before Kubernetes deletes it.
+    job_ttl_seconds: int = 300
+    # Kubernetes API URL for the Job runner; empty means in-cluster configuration.
+    kubernetes_api_url: str = ""
+    # Seconds between scheduler passes over schedule Sources (cron resolution is 1 min).
+    scheduler_interval: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
     ingest: IngestSettings = dataclasses.field(default_factory=IngestSettings)
     outbox: OutboxSettings = dataclasses.field(default_factory=OutboxSettings)
+    engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
     # Folder laid out like mounted Secrets: <dir>/<secret name>/<key>.
     secrets_dir: Path = Path("secrets")
     # Read secrets from the Kubernetes API instead of secrets_dir.
@@ -176,12 +213,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         batch_size=_read(env, "PF_OUTBOX_BATCH_SIZE", _positive(int), OutboxSettings.batch_size),
     )
+    engine = _engine_from_env(env)
     config_dir = _read(env, "PF_CONFIG_DIR", Path, None)
     settings = Settings(
         database=database,
         broker=broker,
         ingest=ingest,
         outbox=outbox,
+        engine=engine,
         secrets_dir=_read(env, "PF_SECRETS_DIR", Path, Path("secrets")),
         kubernetes_secrets=_read(env, "PF_KUBERNETES_SECRETS", _boolean, False),
         config_dir=config_dir,
@@ -193,6 +232,39 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
     _check_urls(settings)
     return settings
+
+
+def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
+    d = EngineSettings
+    return EngineSettings(
+        concurrency=_read(env, "PF_ENGINE_CONCURRENCY", _positive(int), d.concurrency),
+        pool=_read(env, "PF_ENGINE_POOL", _choice("prefork", "threads", "solo"), d.pool),
+        default_step_timeout=_read(
+            env, "PF_ENGINE_STEP_TIMEOUT", _positive(float), d.default_step_timeout
+        ),
+        output_limit_bytes=_read(
+            env, "PF_ENGINE_OUTPUT_LIMIT_BYTES", _positive(int), d.output_limit_bytes
+        ),
+        retry_backoff=_read(env, "PF_ENGINE_RETRY_BACKOFF", _non_negative(float), d.retry_backoff),
+        retry_backoff_max=_read(
+            env, "PF_ENGINE_RETRY_BACKOFF_MAX", _non_negative(float), d.retry_backoff_max
+        ),
+        lease_seconds=_read(env, "PF_ENGINE_LEASE_SECONDS", _positive(float), d.lease_seconds),
+        recovery_interval=_read(
+            env, "PF_ENGINE_RECOVERY_INTERVAL", _positive(float), d.recovery_interval
+        ),
+        stall_seconds=_read(env, "PF_ENGINE_STALL_SECONDS", _positive(float), d.stall_seconds),
+        kubernetes_namespace=_read(
+            env, "PF_ENGINE_KUBERNETES_NAMESPACE", str, d.kubernetes_namespace
+        ),
+        job_ttl_seconds=_read(
+            env, "PF_ENGINE_JOB_TTL_SECONDS", _non_negative(int), d.job_ttl_seconds
+        ),
+        kubernetes_api_url=_read(env, "PF_ENGINE_KUBERNETES_API_URL", str, d.kubernetes_api_url),
+        scheduler_interval=_read(
+            env, "PF_SCHEDULER_INTERVAL", _positive(float), d.scheduler_interval
+        ),
+    )
 
 
 def _check_urls(settings: Settings) -> None:
