@@ -1,0 +1,108 @@
+"""``punchingfist controller`` and ``punchingfist validate``.
+
+``register`` adds the subcommands to the project's command line; ``main`` runs them
+alone (``python -m services.controller.cli``), which the tests and the controller's
+container use so that the controller does not depend on the other services' code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shared import logs, settings
+from shared.errors import ConfigError
+from shared.resources import files
+
+
+def _validate(args: argparse.Namespace) -> int:
+    paths = [Path(name) for name in args.files]
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        print(f"punchingfist validate: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    loaded = files.load_files(paths)
+    for error in loaded.errors:
+        print(error)
+    if loaded.errors:
+        print(f"{len(loaded.errors)} error(s); {len(loaded.resources)} resource(s) valid")
+        return 1
+    for resource in loaded.resources:
+        print(f"ok  {resource}  ({resource.origin})")
+    print(f"{len(loaded.resources)} resource(s) valid")
+    return 0
+
+
+def _controller(args: argparse.Namespace) -> int:
+    from services.controller import app
+
+    config = settings.from_env()
+    config_dir = Path(args.config_dir) if args.config_dir else config.config_dir
+    if config_dir is not None:
+        return app.run_files(config, config_dir)
+    return app.run_kubernetes(config, standalone=args.standalone)
+
+
+def register(subparsers: Any) -> None:
+    controller = subparsers.add_parser(
+        "controller",
+        help="watch Source/Workflow/Sink resources and store them for the services",
+        description=(
+            "In a cluster: watch the punchingfist.io custom resources, check them, "
+            "store them in $PF_DATABASE_URL and report their status. With --config-dir "
+            "(or $PF_CONFIG_DIR): load the same resources from YAML files instead and "
+            "reload them when the files change."
+        ),
+    )
+    controller.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="load resources from the YAML files in DIR, no cluster (default: $PF_CONFIG_DIR)",
+    )
+    controller.add_argument(
+        "--standalone",
+        action="store_true",
+        help="do not coordinate with other replicas (no peering); for development",
+    )
+    controller.set_defaults(handler=_controller)
+
+    validate = subparsers.add_parser(
+        "validate",
+        help="check resource files offline; errors name the file and the field",
+        description="Validate Source/Workflow/Sink YAML files against the schemas.",
+    )
+    validate.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        metavar="FILE",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="YAML files or folders (a folder's own YAML files, as kubectl apply -f)",
+    )
+    validate.set_defaults(handler=_validate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="punchingfist")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    try:
+        config = settings.from_env()
+    except ConfigError as exc:
+        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level, config.log_format)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

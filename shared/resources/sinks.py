@@ -1,0 +1,107 @@
+"""The Sink spec and one config schema per sink type (``SINK_SCHEMAS``).
+
+The notifier registers its sink implementations under the same type strings; a type
+may be in this registry before its implementation exists, so that resources written
+for it validate today and start working when it arrives.
+"""
+
+# Field names are the resources' own camelCase names, as kubectl shows them.
+# ruff: noqa: N815
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from shared.resources.fields import ByType, SecretRefSchema, StrictSchema, describe
+
+# Go-style durations as AlertManager takes them: 30m, 1h, 1h30m, 2d.
+DURATION = ma.validate.Regexp(
+    r"^([0-9]+(ms|s|m|h|d|w))+$", error="Must be a duration such as 30m, 1h or 1h30m."
+)
+URL = ma.validate.URL(schemes={"http", "https"}, require_tld=False)
+
+
+class SlackConfigSchema(StrictSchema):
+    channel = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=80),
+        metadata=describe("Channel name (#incidents) or id to post to."),
+    )
+    tokenSecretRef = ma.fields.Nested(
+        SecretRefSchema, required=True, metadata=describe("Secret key holding the bot token.")
+    )
+    threadUpdates = ma.fields.Boolean(
+        load_default=True,
+        metadata=describe("Post later updates of the same alert as replies in its thread."),
+    )
+    template = ma.fields.String(
+        metadata=describe("Message template over the run; a built-in layout when absent.")
+    )
+    apiUrl = ma.fields.String(
+        validate=URL,
+        metadata=describe("Slack Web API base URL; for stand-ins in development."),
+    )
+
+
+class AlertManagerConfigSchema(StrictSchema):
+    url = ma.fields.String(required=True, validate=URL, metadata=describe("AlertManager base URL."))
+    actions = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(["annotate", "silence"])),
+        load_default=lambda: ["annotate"],
+        validate=ma.validate.Length(min=1, max=2),
+        metadata=describe("annotate: add the findings to the alert; silence: silence it."),
+    )
+    silenceDuration = ma.fields.String(
+        load_default="1h", validate=DURATION, metadata=describe("How long a silence lasts.")
+    )
+
+
+class StdoutConfigSchema(StrictSchema):
+    format = ma.fields.String(
+        load_default="text",
+        validate=ma.validate.OneOf(["text", "json"]),
+        metadata=describe("text for people, json for log collectors."),
+    )
+
+
+class WebhookConfigSchema(StrictSchema):
+    url = ma.fields.String(required=True, validate=URL, metadata=describe("URL to POST to."))
+    headers = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.String(),
+        load_default=dict,
+        metadata=describe("Extra request headers."),
+    )
+    secretRef = ma.fields.Nested(
+        SecretRefSchema,
+        metadata=describe("Secret key sent as 'Authorization: Bearer <value>'."),
+    )
+
+
+SINK_SCHEMAS: dict[str, type[ma.Schema]] = {
+    "slack": SlackConfigSchema,
+    "alertmanager": AlertManagerConfigSchema,
+    "stdout": StdoutConfigSchema,
+    "webhook": WebhookConfigSchema,
+}
+
+
+class SinkSpecSchema(StrictSchema):
+    type = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(list(SINK_SCHEMAS)),
+        metadata=describe("Where results go."),
+    )
+    config = ByType(SINK_SCHEMAS, metadata=describe("Settings of this Sink's type."))
+    condition = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=1024),
+        metadata=describe('Send only when this expression holds, e.g. run.phase == "Failed".'),
+    )
+
+    @ma.pre_load
+    def _config_present(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and data.get("config") is None:
+            return {**data, "config": {}}
+        return data

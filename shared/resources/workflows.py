@@ -1,0 +1,184 @@
+"""The Workflow spec: runtime, ordered steps, outputs, sinks and run limits.
+
+Steps are validated by the schema of their type from ``shared.resources.steps``
+(the single definition of step fields, owned with the engine); this module adds
+what only the whole Workflow can check: unique step names and conditional branches
+that name steps of the same Workflow.
+"""
+
+# Field names are the resources' own camelCase names, as kubectl shows them.
+# ruff: noqa: N815
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from shared.resources.fields import (
+    NAME,
+    NAME_LENGTH,
+    Polymorphic,
+    SecretRefSchema,
+    StrictSchema,
+    defaults_of,
+    describe,
+)
+from shared.resources.steps import STEP_SCHEMAS
+
+LLM_PROVIDERS = ("local", "openai", "anthropic", "together")
+OUTPUT_NAME = ma.validate.Regexp(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, '_')."
+)
+ENV_NAME = ma.validate.Regexp(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an environment variable name."
+)
+
+
+class LLMConfigSchema(StrictSchema):
+    provider = ma.fields.String(
+        load_default="local",
+        validate=ma.validate.OneOf(LLM_PROVIDERS),
+        metadata=describe("local is any OpenAI-compatible endpoint (e.g. Ollama)."),
+    )
+    endpoint = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=2048),
+        metadata=describe("Base URL of the model API; the provider's own when absent."),
+    )
+    model = ma.fields.String(
+        required=True, validate=ma.validate.Length(min=1, max=253), metadata=describe("Model name.")
+    )
+    apiKeySecretRef = ma.fields.Nested(
+        SecretRefSchema, metadata=describe("Secret key holding the API key, if the API needs one.")
+    )
+    temperature = ma.fields.Float(
+        validate=ma.validate.Range(min=0, max=2), metadata=describe("Sampling temperature.")
+    )
+    maxTokens = ma.fields.Integer(
+        validate=ma.validate.Range(min=1), metadata=describe("Most tokens in one completion.")
+    )
+
+
+class RuntimeSchema(StrictSchema):
+    image = ma.fields.String(
+        validate=ma.validate.Length(min=1, max=1024),
+        metadata=describe("Container image for steps with runner: kubernetes."),
+    )
+    llmConfig = ma.fields.Nested(LLMConfigSchema, metadata=describe("Model used by agent steps."))
+    environment = ma.fields.Dict(
+        keys=ma.fields.String(validate=ENV_NAME),
+        values=ma.fields.String(),
+        load_default=dict,
+        metadata=describe("Environment variables given to every step."),
+    )
+
+
+class OutputSchema(StrictSchema):
+    name = ma.fields.String(
+        required=True,
+        validate=[ma.validate.Length(min=1, max=63), OUTPUT_NAME],
+        metadata=describe("Output name, readable by sinks as outputs.<name>."),
+    )
+    value = ma.fields.String(
+        required=True,
+        metadata=describe(
+            "Template over the run context, e.g. {{ steps.investigate.output.summary }}."
+        ),
+    )
+
+
+class LimitsSchema(StrictSchema):
+    maxConcurrentRuns = ma.fields.Integer(
+        load_default=10,
+        validate=ma.validate.Range(min=1),
+        metadata=describe("Runs of this Workflow at once; more wait in the queue."),
+    )
+    maxRunsPerFingerprint = ma.fields.Integer(
+        load_default=1,
+        validate=ma.validate.Range(min=1),
+        metadata=describe("Runs for one alert fingerprint within the window."),
+    )
+    fingerprintWindowSeconds = ma.fields.Integer(
+        load_default=3600,
+        validate=ma.validate.Range(min=0),
+        metadata=describe("Window for maxRunsPerFingerprint, seconds."),
+    )
+
+
+class WorkflowSpecSchema(StrictSchema):
+    runtime = ma.fields.Nested(
+        RuntimeSchema,
+        load_default=defaults_of(RuntimeSchema),
+        metadata=describe("Where and with what the steps run."),
+    )
+    steps = ma.fields.List(
+        Polymorphic(STEP_SCHEMAS, what="step"),
+        required=True,
+        validate=ma.validate.Length(min=1, max=64),
+        metadata=describe("Steps, run in order; conditionals may run or skip later ones."),
+    )
+    outputs = ma.fields.List(
+        ma.fields.Nested(OutputSchema),
+        load_default=list,
+        validate=ma.validate.Length(max=64),
+        metadata=describe("Values computed when the run ends."),
+    )
+    sinks = ma.fields.List(
+        ma.fields.String(validate=[NAME_LENGTH, NAME]),
+        load_default=list,
+        validate=ma.validate.Length(max=32),
+        metadata=describe("Sinks (same namespace) told about each finished run."),
+    )
+    limits = ma.fields.Nested(
+        LimitsSchema,
+        load_default=defaults_of(LimitsSchema),
+        metadata=describe("Caps on concurrent and repeated runs."),
+    )
+
+    @ma.validates_schema
+    def _steps_refer_to_steps(self, data: dict[str, Any], **_: Any) -> None:
+        steps = data.get("steps") or []
+        errors: dict[int, dict[str, Any]] = {}
+        first_index: dict[str, int] = {}
+        for index, step in enumerate(steps):
+            name = step["name"]
+            if name in first_index:
+                errors.setdefault(index, {})["name"] = [
+                    f"Duplicate step name {name!r} (also step {first_index[name]})."
+                ]
+            else:
+                first_index[name] = index
+        for index, step in enumerate(steps):
+            if step["type"] != "conditional":
+                continue
+            for side, key in (("then", "then"), ("else", "else_")):
+                branch = step.get(key) or {}
+                for action in ("run", "skip"):
+                    for position, target in enumerate(branch.get(action) or []):
+                        problem = None
+                        if target == step["name"]:
+                            problem = "A conditional cannot run or skip itself."
+                        elif target not in first_index:
+                            problem = f"No step named {target!r} in this Workflow."
+                        if problem:
+                            slot = errors.setdefault(index, {}).setdefault(side, {})
+                            slot.setdefault(action, {})[position] = [problem]
+        if errors:
+            raise ma.ValidationError({"steps": errors})
+
+    @ma.validates_schema
+    def _unique_names(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, Any] = {}
+        seen: set[str] = set()
+        for index, output in enumerate(data.get("outputs") or []):
+            if output["name"] in seen:
+                errors.setdefault("outputs", {})[index] = {
+                    "name": [f"Duplicate output name {output['name']!r}."]
+                }
+            seen.add(output["name"])
+        sinks = data.get("sinks") or []
+        for index, sink in enumerate(sinks):
+            if sink in sinks[:index]:
+                errors.setdefault("sinks", {})[index] = [f"Sink {sink!r} is listed twice."]
+        if errors:
+            raise ma.ValidationError(errors)
