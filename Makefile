@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest migrate clean
+.PHONY: help install test lint format run bench-ingest migrate clean crds validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,7 +35,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 run: $(STAMP) ## the whole pipeline on the embedded default (SQLite), on 127.0.0.1:8080
-	$(BIN)/punchingfist run --config-dir examples --bind 127.0.0.1:8080
+	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} $(BIN)/punchingfist run --config-dir examples --bind 127.0.0.1:8080
+
+crds: $(STAMP) ## regenerate the CRD manifests in k8s/crds/ from shared/resources
+	$(BIN)/python -m shared.resources.crds k8s/crds
+
+validate: $(STAMP) ## check resource files offline, one set at a time (make validate F=examples)
+	@for set in $(or $(F),examples examples/cluster); do \
+	  $(BIN)/python -m services.controller.cli validate -f $$set || exit 1; done
 
 migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
 	$(BIN)/punchingfist migrate
