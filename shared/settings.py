@@ -104,12 +104,38 @@ class EngineSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ControllerSettings:
+    # Seconds between looks at --config-dir for changed files (file mode). Cheap (a
+    # stat per file), and short so an edit is live before the next alert.
+    poll_interval: float = 1.0
+    # Seconds between status refreshes of each resource in a cluster: references are
+    # checked again and counters read from the database. Each refresh that changes
+    # something is one PATCH per resource, so not much below the events' pace.
+    status_interval: float = 30.0
+    # Namespaces to watch, comma-separated in PF_CONTROLLER_NAMESPACES; empty means
+    # every namespace (the CRDs are namespaced, the controller cluster-wide).
+    namespaces: tuple[str, ...] = ()
+    # ClusterKopfPeering (KopfPeering when namespaces are set) through which replicas
+    # agree that one of them is active; k8s/crds/kopf-peering.yaml creates it.
+    peering: str = "punchingfist"
+    # Peering priority of this replica; 0 picks a random one at start, so that with
+    # two replicas exactly one works (equal priorities make kopf freeze both).
+    priority: int = 0
+    # Post Kubernetes Events for handler failures (kubectl describe shows them).
+    post_events: bool = True
+    # Seconds the API server keeps one watch request open before kopf re-opens it
+    # from the last resourceVersion; below typical load-balancer idle timeouts.
+    watch_timeout: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
     ingest: IngestSettings = dataclasses.field(default_factory=IngestSettings)
     outbox: OutboxSettings = dataclasses.field(default_factory=OutboxSettings)
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
+    controller: ControllerSettings = dataclasses.field(default_factory=ControllerSettings)
     # Folder laid out like mounted Secrets: <dir>/<secret name>/<key>.
     secrets_dir: Path = Path("secrets")
     # Read secrets from the Kubernetes API instead of secrets_dir.
@@ -214,6 +240,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_read(env, "PF_OUTBOX_BATCH_SIZE", _positive(int), OutboxSettings.batch_size),
     )
     engine = _engine_from_env(env)
+    controller = _controller_from_env(env)
     config_dir = _read(env, "PF_CONFIG_DIR", Path, None)
     settings = Settings(
         database=database,
@@ -221,6 +248,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ingest=ingest,
         outbox=outbox,
         engine=engine,
+        controller=controller,
         secrets_dir=_read(env, "PF_SECRETS_DIR", Path, Path("secrets")),
         kubernetes_secrets=_read(env, "PF_KUBERNETES_SECRETS", _boolean, False),
         config_dir=config_dir,
@@ -232,6 +260,25 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
     _check_urls(settings)
     return settings
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _controller_from_env(env: Mapping[str, str]) -> ControllerSettings:
+    d = ControllerSettings
+    return ControllerSettings(
+        poll_interval=_read(env, "PF_CONTROLLER_POLL_INTERVAL", _positive(float), d.poll_interval),
+        status_interval=_read(
+            env, "PF_CONTROLLER_STATUS_INTERVAL", _positive(float), d.status_interval
+        ),
+        namespaces=_read(env, "PF_CONTROLLER_NAMESPACES", _names, d.namespaces),
+        peering=_read(env, "PF_CONTROLLER_PEERING", str, d.peering),
+        priority=_read(env, "PF_CONTROLLER_PRIORITY", _non_negative(int), d.priority),
+        post_events=_read(env, "PF_CONTROLLER_POST_EVENTS", _boolean, d.post_events),
+        watch_timeout=_read(env, "PF_CONTROLLER_WATCH_TIMEOUT", _positive(float), d.watch_timeout),
+    )
 
 
 def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
