@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +24,7 @@ from shared.errors import TemporaryError
 from shared.queueing import Publisher
 
 log = logging.getLogger(__name__)
-_OUTBOX = OutboxEntry.__table__
+_OUTBOX = cast(sa.Table, OutboxEntry.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +66,7 @@ def add(
 
 
 def _mark_published(session: Session, ids: Sequence[uuid.UUID]) -> None:
-    session.execute(
-        sa.update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow())
-    )
+    session.execute(sa.update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow()))
 
 
 def _send(publisher: Publisher, tasks: Sequence[PendingTask]) -> tuple[list[uuid.UUID], str | None]:
@@ -82,19 +80,49 @@ def _send(publisher: Publisher, tasks: Sequence[PendingTask]) -> tuple[list[uuid
     return sent, None
 
 
-def publish_now(
-    session_factory: sessionmaker[Session], publisher: Publisher, tasks: Sequence[PendingTask]
-) -> int:
-    """Publish freshly committed entries; what fails stays for the relay. Returns sent count."""
+def publish_now(publisher: Publisher, tasks: Sequence[PendingTask]) -> list[uuid.UUID]:
+    """Publish freshly committed entries; returns the ids sent, for ``mark_published``.
+
+    What fails stays for the relay. Marking is left to the caller so that it can
+    batch the marks of many requests into one write: until marked, an entry is
+    protected by its lease, and an entry sent but never marked (a crash) is sent
+    again after the lease, which the idempotent consumers absorb.
+    """
     if not tasks or not publisher.available:
-        return 0
+        return []
     sent, error = _send(publisher, tasks)
     if error:
         log.warning("publish deferred to the outbox relay", extra={"error": error})
-    if sent:
+    return sent
+
+
+def mark_published(session_factory: sessionmaker[Session], ids: Sequence[uuid.UUID]) -> None:
+    if ids:
         with session_factory.begin() as session:
-            _mark_published(session, sent)
-    return len(sent)
+            _mark_published(session, ids)
+
+
+class PublishedMarks:
+    """Ids published from requests, marked in the store in batches (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._ids: list[uuid.UUID] = []
+        self._lock = threading.Lock()
+
+    def add(self, ids: Sequence[uuid.UUID]) -> None:
+        with self._lock:
+            self._ids.extend(ids)
+
+    def flush(self, session_factory: sessionmaker[Session]) -> int:
+        with self._lock:
+            ids, self._ids = self._ids, []
+        try:
+            mark_published(session_factory, ids)
+        except Exception:
+            with self._lock:
+                self._ids[:0] = ids
+            raise
+        return len(ids)
 
 
 def backlog(session: Session) -> int:
@@ -148,12 +176,13 @@ def relay_once(
         if error:
             unsent = [task.id for task in claimed if task.id not in set(sent)]
             session.execute(
-                sa.update(_OUTBOX)
-                .where(_OUTBOX.c.id.in_(unsent))
-                .values(last_error=error[:2000])
+                sa.update(_OUTBOX).where(_OUTBOX.c.id.in_(unsent)).values(last_error=error[:2000])
             )
     if error:
-        log.warning("outbox relay could not publish", extra={"error": error, "pending": len(claimed) - len(sent)})
+        log.warning(
+            "outbox relay could not publish",
+            extra={"error": error, "pending": len(claimed) - len(sent)},
+        )
     elif sent:
         log.info("outbox relay published", extra={"count": len(sent)})
     return len(sent)

@@ -27,9 +27,11 @@ class SecretReader(Protocol):
 
 def folder_reader(root: Path) -> SecretReader:
     def read(namespace: str, name: str, key: str) -> str:
+        if any(
+            not part or "/" in part or "\0" in part or part in {".", ".."} for part in (name, key)
+        ):
+            raise SecretError(f"secretRef {name!r}/{key!r}: name and key must be plain file names")
         path = root / name / key
-        if "/" in name or "/" in key or name in {".", ".."} or key in {".", ".."}:
-            raise SecretError(f"secretRef {name}/{key}: names must not contain '/'")
         try:
             return path.read_text().strip()
         except FileNotFoundError as exc:
@@ -47,9 +49,9 @@ def kubernetes_reader() -> SecretReader:
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     api = client.CoreV1Api()
 
     def read(namespace: str, name: str, key: str) -> str:

@@ -151,7 +151,7 @@ class Settings:
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
         value = kind(raw)
-        if value <= 0:  # type: ignore[operator]
+        if not value > 0:  # type: ignore[operator]  # also rejects NaN
             raise ValueError("must be greater than zero")
         return value
 
@@ -161,7 +161,7 @@ def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
 def _non_negative(kind: Callable[[str], T]) -> Callable[[str], T]:
     def parse(raw: str) -> T:
         value = kind(raw)
-        if value < 0:  # type: ignore[operator]
+        if not value >= 0:  # type: ignore[operator]  # also rejects NaN
             raise ValueError("must not be negative")
         return value
 
@@ -252,9 +252,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         secrets_dir=_read(env, "PF_SECRETS_DIR", Path, Path("secrets")),
         kubernetes_secrets=_read(env, "PF_KUBERNETES_SECRETS", _boolean, False),
         config_dir=config_dir,
-        log_level=_read(
-            env, "PF_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
-        ),
+        log_level=_read(env, "PF_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=_read(env, "PF_LOG_FORMAT", _choice("json", "text"), "json"),
         var_dir=var_dir,
     )

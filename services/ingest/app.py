@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,8 +38,10 @@ class IngestState:
     celery: Any
     publisher: queueing.Publisher
     metrics: IngestMetrics
+    published: outbox.PublishedMarks = dataclasses.field(default_factory=outbox.PublishedMarks)
 
     def relay_once(self) -> int:
+        self.published.flush(self.sessions)
         sent = outbox.relay_once(
             self.sessions,
             self.publisher,
@@ -47,6 +50,11 @@ class IngestState:
         )
         self.update_backlog()
         return sent
+
+    def publish(self, tasks: Sequence[outbox.PendingTask]) -> int:
+        sent = outbox.publish_now(self.publisher, tasks)
+        self.published.add(sent)
+        return len(sent)
 
     def update_backlog(self) -> None:
         with self.read_sessions() as session:

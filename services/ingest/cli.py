@@ -29,10 +29,15 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--bind", metavar="HOST:PORT", help="address to listen on (default: $PF_INGEST_BIND or 127.0.0.1:8080)"
+        "--bind",
+        metavar="HOST:PORT",
+        help="address to listen on (default: $PF_INGEST_BIND or 127.0.0.1:8080)",
     )
     parser.add_argument(
-        "--workers", type=int, metavar="N", help="gunicorn worker processes (default: $PF_INGEST_WORKERS or 2)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="gunicorn worker processes (default: $PF_INGEST_WORKERS or 2)",
     )
     parser.set_defaults(handler=serve)
 
@@ -70,6 +75,7 @@ def serve(args: argparse.Namespace) -> int:
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("child_exit", _child_exit)
+            self.cfg.set("worker_exit", _worker_exit)
             self.cfg.set("proc_name", "punchingfist-ingest")
 
         def load(self) -> Any:
@@ -90,7 +96,19 @@ def _post_worker_init(worker: Any) -> None:
     ingest_state.start_relay()
 
 
+def _worker_exit(_server: Any, worker: Any) -> None:
+    """Write the batched publish marks before the worker goes (else: resent later)."""
+    from services.ingest.app import EXTENSION
+
+    ingest_state = worker.wsgi.extensions[EXTENSION] if worker.wsgi else None
+    if ingest_state is not None:
+        try:
+            ingest_state.published.flush(ingest_state.sessions)
+        except Exception:  # a dying worker must not hang on the store
+            log.exception("could not mark published outbox entries on exit")
+
+
 def _child_exit(_server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

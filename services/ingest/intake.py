@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,10 +23,10 @@ from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun, 
 from shared.domain.alerts import AlertStatus, IncomingAlert, Notification, transition
 from shared.domain.sources import Source
 
-_ALERTS = Alert.__table__
-_EVENTS = SourceEvent.__table__
-_LINKS = AlertSourceEvent.__table__
-_RUNS = WorkflowRun.__table__
+_ALERTS = cast(sa.Table, Alert.__table__)
+_EVENTS = cast(sa.Table, SourceEvent.__table__)
+_LINKS = cast(sa.Table, AlertSourceEvent.__table__)
+_RUNS = cast(sa.Table, WorkflowRun.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,12 +163,10 @@ def _record_once(
         tasks: list[outbox.PendingTask] = []
         if runs:
             session.execute(sa.insert(_RUNS), runs)
+            run_ids = [str(run["id"]) for run in runs]
             tasks = outbox.add(
                 session,
-                [
-                    (queueing.START_WORKFLOW, queueing.ENGINE_QUEUE, [str(run["id"])])
-                    for run in runs
-                ],
+                [(queueing.START_WORKFLOWS, queueing.ENGINE_QUEUE, [run_ids])],
                 lease_seconds,
             )
     return IntakeResult(

@@ -7,18 +7,23 @@ file per worker, summed at scrape time); a test app gets a private registry.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        kwargs = {"registry": registry} if registry is not None else {}
+        kwargs: dict[str, Any] = {"registry": registry} if registry is not None else {}
         labels = ["source"]
         self.received = Counter(
             "punchingfist_alerts_received", "Alerts received by a Source.", labels, **kwargs
         )
         self.filtered = Counter(
-            "punchingfist_alerts_filtered", "Alerts dropped by a Source's filters.", labels, **kwargs
+            "punchingfist_alerts_filtered",
+            "Alerts dropped by a Source's filters.",
+            labels,
+            **kwargs,
         )
         self.deduplicated = Counter(
             "punchingfist_alerts_deduplicated",

@@ -7,14 +7,14 @@ engine and notifier read resources from here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from shared.db.models import Resource, utcnow
 
-_RESOURCES = Resource.__table__
+_RESOURCES = cast(sa.Table, Resource.__table__)
 
 
 def upsert(
@@ -34,7 +34,12 @@ def upsert(
             _RESOURCES.c.name == name,
         )
     ).scalar_one_or_none()
-    values = {"spec": dict(spec), "generation": generation, "origin": origin, "updated_at": utcnow()}
+    values = {
+        "spec": dict(spec),
+        "generation": generation,
+        "origin": origin,
+        "updated_at": utcnow(),
+    }
     if existing is None:
         session.execute(
             sa.insert(_RESOURCES).values(kind=kind, namespace=namespace, name=name, **values)

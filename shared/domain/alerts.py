@@ -55,7 +55,10 @@ def transition(
     at: dt.datetime,
     by_workflow: bool = False,
 ) -> Transition:
-    current, target = AlertStatus(current), AlertStatus(target)
+    try:
+        current, target = AlertStatus(current), AlertStatus(target)
+    except ValueError as exc:
+        raise LifecycleError(f"unknown alert status: {exc}") from exc
     if not can_transition(current, target):
         raise LifecycleError(f"alert cannot go from {current} to {target}")
     timestamps: dict[str, dt.datetime] = {}

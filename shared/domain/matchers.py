@@ -84,7 +84,9 @@ def parse_matcher(text: str) -> Matcher:
     pattern = None
     if operator in (Operator.REGEX, Operator.NOT_REGEX):
         try:
-            pattern = re.compile(f"(?:{value})")
+            # Compiled as given (fullmatch anchors it), so that inline flags such as
+            # (?i) stay at the start where Python requires them, as Go accepts them.
+            pattern = re.compile(value)
         except re.error as exc:
             raise MatcherError(f"matcher {text!r}: bad regular expression: {exc}") from exc
     return Matcher(found["name"], operator, value, pattern)

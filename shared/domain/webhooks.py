@@ -23,7 +23,7 @@ _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
 )
-_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}\Z")
 
 
 def parse_rfc3339(text: str) -> dt.datetime:
@@ -39,7 +39,7 @@ def parse_rfc3339(text: str) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(dt.UTC)
 
 
-class _Timestamp(ma.fields.Field):
+class _Timestamp(ma.fields.Field[dt.datetime]):
     default_error_messages = {"invalid": "Not a valid RFC 3339 timestamp."}  # noqa: RUF012
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -47,11 +47,30 @@ class _Timestamp(ma.fields.Field):
             raise self.make_error("invalid")
         try:
             return parse_rfc3339(value)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # year 1 at +02:00 is before UTC's year 1
             raise self.make_error("invalid") from exc
 
 
-_Labels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
+class _StringMap(ma.fields.Field[dict[str, str]]):
+    """A JSON object of strings to strings, checked in one pass.
+
+    ``fields.Dict(keys=String(), values=String())`` runs a field per key and value,
+    which made up most of the parse time of a 50-alert webhook.
+    """
+
+    default_error_messages = {"invalid": "Not a valid mapping type."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        bad = {
+            key: {"value": ["Field may not be null." if item is None else "Not a valid string."]}
+            for key, item in value.items()
+            if not isinstance(item, str)
+        }
+        if bad:
+            raise ma.ValidationError(bad)
+        return value
 
 
 class _AlertSchema(ma.Schema):
@@ -59,15 +78,11 @@ class _AlertSchema(ma.Schema):
         unknown = ma.EXCLUDE
 
     status = ma.fields.String(required=True, validate=ma.validate.OneOf(["firing", "resolved"]))
-    labels = ma.fields.Dict(
-        keys=ma.fields.String(),
-        values=ma.fields.String(),
+    labels = _StringMap(
         required=True,
         validate=ma.validate.Length(min=1, error="An alert needs at least one label."),
     )
-    annotations = ma.fields.Dict(
-        keys=ma.fields.String(), values=ma.fields.String(), load_default=dict
-    )
+    annotations = _StringMap(load_default=dict)
     startsAt = _Timestamp(required=True)
     endsAt = _Timestamp(load_default=None, allow_none=True)
     generatorURL = ma.fields.String(load_default=None, allow_none=True)
@@ -89,13 +104,9 @@ class _NotificationSchema(ma.Schema):
     truncatedAlerts = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
     status = ma.fields.String(required=True, validate=ma.validate.OneOf(["firing", "resolved"]))
     receiver = ma.fields.String(load_default="")
-    groupLabels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
-    commonLabels = ma.fields.Dict(
-        keys=ma.fields.String(), values=ma.fields.String(), load_default=dict
-    )
-    commonAnnotations = ma.fields.Dict(
-        keys=ma.fields.String(), values=ma.fields.String(), load_default=dict
-    )
+    groupLabels = _StringMap(load_default=dict)
+    commonLabels = _StringMap(load_default=dict)
+    commonAnnotations = _StringMap(load_default=dict)
     externalURL = ma.fields.String(load_default="")
     alerts = ma.fields.List(ma.fields.Nested(_AlertSchema), required=True)
 
@@ -125,7 +136,7 @@ def parse_notification(body: Any) -> Notification:
     try:
         data = _SCHEMA.load(body)
     except ma.ValidationError as exc:
-        fields = _flatten(exc.normalized_messages())
+        fields: dict[str, object] = dict(_flatten(exc.normalized_messages()))  # type: ignore[no-untyped-call]
         detail = "; ".join(f"{path}: {problem}" for path, problem in sorted(fields.items()))
         raise ValidationError(f"invalid AlertManager webhook: {detail}", fields) from exc
     alerts = tuple(

@@ -45,10 +45,10 @@ def test_first_notification_records_alert_run_and_outbox(
     assert run["workflow_name"] == "triage"
     assert run["source_name"] == "alertmanager"
     # The outbox message carries the run id only.
-    assert entry["task_name"] == "engine.start_workflow"
+    assert entry["task_name"] == "engine.start_workflows"
     assert entry["queue"] == "engine"
     args = entry["args"] if isinstance(entry["args"], list) else json.loads(entry["args"])
-    assert args == [str(uuid.UUID(str(run["id"])))]
+    assert args == [[str(uuid.UUID(str(run["id"])))]]
 
 
 def test_repeat_notification_updates_last_seen_and_starts_nothing(

@@ -164,13 +164,6 @@ def test_matcher_error_is_a_value_error() -> None:
         matchers.parse_matcher("nonsense")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MatcherError,
-    reason="BUG: parse_matcher wraps the regex as (?:...), so a leading inline flag such "
-    "as (?i), valid in AlertManager's Go regexes, is a 'global flags not at the start' "
-    "error in Python >= 3.11",
-)
 def test_inline_case_insensitive_flag_is_accepted() -> None:
     matcher = matchers.parse_matcher('severity=~"(?i)critical"')
     assert matcher.matches({"severity": "CRITICAL"})

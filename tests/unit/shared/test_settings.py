@@ -203,12 +203,6 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         settings.from_env()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG: _positive/_non_negative compare with <= 0 / < 0, which is False for NaN, "
-    "so 'nan' is accepted as a timeout or interval instead of failing at start-up",
-)
 @pytest.mark.parametrize(
     "variable", ["PF_SQLITE_BUSY_TIMEOUT", "PF_OUTBOX_RELAY_INTERVAL", "PF_BROKER_PUBLISH_BACKOFF"]
 )

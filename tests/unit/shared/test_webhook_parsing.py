@@ -225,13 +225,6 @@ class TestTimestamps:
         messages = _errors(_minimal(startsAt=value))
         assert list(messages) == ["alerts.0.startsAt"]
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=OverflowError,
-        reason="BUG: _Timestamp catches only ValueError; converting a year-1 time with a "
-        "positive offset (or a year-9999 time with a negative one) to UTC raises "
-        "OverflowError, which escapes parse_notification instead of a ValidationError",
-    )
     @pytest.mark.parametrize(
         ("field", "text"),
         [("endsAt", "0001-01-01T00:00:00+02:00"), ("startsAt", "9999-12-31T23:59:59-01:00")],
@@ -356,12 +349,5 @@ class TestInvalidBodies:
             webhooks.parse_notification({})
         assert type(caught.value.__cause__).__module__.startswith("marshmallow")
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=pytest.fail.Exception,
-        reason="BUG: the fingerprint pattern ends in '$', which marshmallow's Regexp "
-        "(re.match) lets match before a trailing newline, so 'abc\\n' is stored as a "
-        "fingerprint; use \\Z or fullmatch",
-    )
     def test_fingerprint_with_trailing_newline_is_rejected(self) -> None:
         assert list(_errors(_minimal(fingerprint="7c8f1b9300292754\n"))) == ["alerts.0.fingerprint"]
