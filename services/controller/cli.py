@@ -37,13 +37,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _controller(args: argparse.Namespace) -> int:
-    from services.controller import app
+    from services.controller.app import run_files, run_kubernetes
 
     config = settings.from_env()
     config_dir = Path(args.config_dir) if args.config_dir else config.config_dir
     if config_dir is not None:
-        return app.run_files(config, config_dir)
-    return app.run_kubernetes(config, standalone=args.standalone)
+        return run_files(config, config_dir)
+    return run_kubernetes(config, standalone=args.standalone)
 
 
 def register(subparsers: Any) -> None:

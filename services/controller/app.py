@@ -1,0 +1,97 @@
+"""Wiring of the controller: settings in, a running controller out.
+
+``run_files`` is file mode (``--config-dir``), ``run_kubernetes`` the kopf operator.
+Both build the same Reconciler over the configured database; they differ in where
+resources come from and in how secret references are checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from services.controller import handlers
+from services.controller import secrets as secret_checks
+from services.controller.configdir import ConfigDirectory
+from services.controller.reconciler import Reconciler
+from shared.db.engines import make_engine, make_session_factory
+from shared.resources import checks
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_reconciler(config: Settings, secret_check: checks.SecretCheck) -> Reconciler:
+    engine = make_engine(config.database)
+    return Reconciler(make_session_factory(engine), secret_check)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handle(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run_files(config: Settings, directory: Path, stop: threading.Event | None = None) -> int:
+    """File mode until ``stop`` is set (or SIGTERM/SIGINT when run as the process)."""
+    reconciler = make_reconciler(config, secret_checks.folder_check(config.secrets_dir))
+    watcher = ConfigDirectory(reconciler, directory)
+    if stop is None:
+        stop = threading.Event()
+        _stop_on_signals(stop)
+    log.info(
+        "controller started (file mode)",
+        extra={"dir": str(directory), "secrets_dir": str(config.secrets_dir)},
+    )
+    watcher.run(
+        stop,
+        poll_interval=config.controller.poll_interval,
+        refresh_interval=config.controller.status_interval,
+    )
+    log.info("controller stopped")
+    return 0
+
+
+def run_kubernetes(
+    config: Settings,
+    *,
+    standalone: bool = False,
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+    secret_check: checks.SecretCheck | None = None,
+) -> int:
+    """The kopf operator until it is stopped (signals, or ``stop_flag`` when embedded)."""
+    import kopf
+
+    controller = config.controller
+    reconciler = make_reconciler(config, secret_check or secret_checks.kubernetes_check())
+    # Equal priorities make kopf freeze every replica; a random one lets exactly one
+    # (the highest) work while the others wait for it to go away.
+    priority = controller.priority or secrets.randbelow(1_000_000) + 1
+    registry = handlers.build_registry(reconciler, controller)
+    log.info(
+        "controller started (kubernetes)",
+        extra={
+            "namespaces": list(controller.namespaces) or "all",
+            "peering": None if standalone else controller.peering,
+            "priority": priority,
+        },
+    )
+    kopf.run(
+        registry=registry,
+        settings=handlers.operator_settings(controller, priority),
+        standalone=standalone,
+        priority=priority,
+        peering_name=controller.peering,
+        clusterwide=not controller.namespaces,
+        namespaces=controller.namespaces,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+    return 0

@@ -1,0 +1,139 @@
+"""File mode: the controller without a cluster, fed from a folder of YAML files.
+
+The folder's YAML files (not its subfolders, as ``kubectl apply -f DIR``) hold the
+same resources a cluster would. They are validated exactly as in a cluster, stored
+in the database the services read, and reloaded when a file changes (polling
+modification times: no inotify dependency, and a second of delay is fine for a
+human editing a file). Removing a resource from the files removes it from the
+database; a file that fails to load keeps what it had stored before, so a typo
+does not tear down a working Source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+
+from services.controller import store
+from services.controller.reconciler import Reconciler
+from shared.errors import ConfigError
+from shared.resources import files
+from shared.resources.schemas import SINK, SOURCE, WORKFLOW
+
+log = logging.getLogger(__name__)
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+_APPLY_ORDER = (SINK.name, WORKFLOW.name, SOURCE.name)
+
+
+@dataclasses.dataclass
+class SyncReport:
+    applied: int = 0
+    removed: int = 0
+    errors: int = 0
+    not_ready: list[str] = dataclasses.field(default_factory=list)
+
+
+class ConfigDirectory:
+    def __init__(self, reconciler: Reconciler, directory: Path) -> None:
+        if not directory.is_dir():
+            raise ConfigError(f"config dir {directory} is not a folder")
+        self.directory = directory
+        self._reconciler = reconciler
+        self._last_ready: dict[tuple[str, str, str], bool] = {}
+
+    def fingerprint(self) -> Fingerprint:
+        entries = []
+        for path in files.yaml_files([self.directory]):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(entries)
+
+    def sync(self) -> SyncReport:
+        """Make the database hold what the files say; report what is not ready."""
+        report = SyncReport()
+        loaded = files.load_files([self.directory])
+        for error in loaded.errors:
+            log.error(
+                "invalid resource file",
+                extra={
+                    "file": error.file,
+                    "document": error.document,
+                    "field": error.path,
+                    "error": error.message,
+                    "resource": error.resource,
+                },
+            )
+        report.errors = len(loaded.errors)
+        wanted = {resource.key for resource in loaded.resources}
+        # Removals first: a Source renamed in place must free its path before the
+        # new name claims it.
+        for resource in self._reconciler.stored():
+            if (
+                resource.origin != store.KUBERNETES
+                and resource.key not in wanted
+                and resource.origin not in loaded.failed_files
+                and self._reconciler.remove(*resource.key)
+            ):
+                report.removed += 1
+                self._last_ready.pop(resource.key, None)
+        # What is referred to first, so that references resolve in one pass.
+        for resource in sorted(loaded.resources, key=lambda r: _APPLY_ORDER.index(r.kind)):
+            outcome = self._reconciler.apply(
+                resource.kind,
+                resource.namespace,
+                resource.name,
+                resource.spec,
+                generation=resource.generation,
+                origin=resource.origin,
+            )
+            report.applied += int(outcome.written)
+            if not outcome.ready:
+                report.not_ready.append(str(resource))
+            self._report(resource.key, outcome.status)
+        return report
+
+    def _report(self, key: tuple[str, str, str], status: dict[str, object]) -> None:
+        ready = bool(status.get("ready"))
+        if self._last_ready.get(key) == ready:
+            return
+        self._last_ready[key] = ready
+        kind, namespace, name = key
+        extra: dict[str, object] = {"resource": f"{kind} {namespace}/{name}"}
+        if ready:
+            log.info("resource ready", extra=extra)
+            return
+        conditions = status.get("conditions") or []
+        for condition in conditions if isinstance(conditions, list) else []:
+            if condition.get("type") == "Ready":
+                extra.update(reason=condition.get("reason"), problem=condition.get("message"))
+        log.warning("resource not ready", extra=extra)
+
+    def run(self, stop: threading.Event, poll_interval: float, refresh_interval: float) -> None:
+        """Sync now, then on every file change and every ``refresh_interval`` seconds."""
+        report = self.sync()
+        log.info(
+            "config dir loaded",
+            extra={"dir": str(self.directory), **dataclasses.asdict(report)},
+        )
+        seen = self.fingerprint()
+        since_refresh = 0.0
+        while not stop.wait(poll_interval):
+            since_refresh += poll_interval
+            current = self.fingerprint()
+            if current == seen and since_refresh < refresh_interval:
+                continue
+            changed = current != seen
+            seen = current
+            since_refresh = 0.0
+            report = self.sync()
+            if changed:
+                log.info(
+                    "config dir reloaded",
+                    extra={"dir": str(self.directory), **dataclasses.asdict(report)},
+                )

@@ -1,0 +1,172 @@
+"""One reconciliation: a resource as received -> stored spec and its status.
+
+Both controller modes call ``Reconciler.apply`` with whatever they received (a
+cluster object or a file's document), so a resource is judged, stored and reported
+the same way in a cluster and in file mode. The rules are in ``shared.resources``;
+this module orders them and does the I/O.
+
+An invalid spec never replaces a valid one: the last valid generation stays in use
+and the status says so, as a Deployment keeps its old pods when a new template
+cannot be scheduled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.controller import store
+from shared.db import resources as db_resources
+from shared.db.models import utcnow
+from shared.errors import ValidationError
+from shared.resources import checks, schemas, status
+from shared.resources.schemas import SOURCE, Resource
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What ``apply`` did: the status to report and whether the spec was written."""
+
+    status: dict[str, Any]
+    written: bool
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.status.get("ready"))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        secret_check: checks.SecretCheck,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._secret_check = secret_check
+        self._clock = clock
+        # Checking that a webhook path is free and taking it must not interleave
+        # with another Source doing the same (kopf runs handlers in threads; on
+        # PostgreSQL the transaction alone would not serialize them). One active
+        # controller per cluster (peering) makes a process lock enough.
+        self._paths = threading.Lock()
+
+    def apply(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        raw_spec: object,
+        *,
+        generation: int,
+        origin: str,
+        previous_status: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        invalid: status.Problem | None = None
+        not_stored: status.Problem | None = None
+        written = False
+        try:
+            spec = schemas.normalize(kind, name, raw_spec)
+        except ValidationError as exc:
+            invalid = status.Problem("Invalid", schemas.describe_errors(_flat(exc)))
+            spec = None
+        with self._paths, self._sessions.begin() as session:
+            if spec is None:
+                current = db_resources.get_spec(session, kind, namespace, name)
+                not_stored = status.Problem(
+                    "KeptPrevious" if current is not None else "Invalid",
+                    f"generation {generation} is invalid; "
+                    + (
+                        "the last valid spec stays in use."
+                        if current is not None
+                        else "nothing is in use."
+                    ),
+                )
+                resource = Resource(kind, namespace, name, current or {}, generation, origin)
+            else:
+                resource = Resource(kind, namespace, name, spec, generation, origin)
+                not_stored = self._path_conflict(session, resource)
+                if not_stored is None:
+                    written = self._write(session, resource)
+        with self._sessions() as session:
+            unresolved = (
+                checks.unresolved(resource, self._exists(session), self._secret_check)
+                if invalid is None
+                else []
+            )
+            counters = store.counters(session, resource)
+        facts = status.Facts(
+            generation=generation,
+            invalid=invalid,
+            unresolved=unresolved,
+            not_stored=not_stored,
+            counters=counters,
+        )
+        built = status.build(facts, previous_status, self._clock())
+        return Outcome(built, written)
+
+    def remove(self, kind: str, namespace: str, name: str) -> bool:
+        with self._sessions.begin() as session:
+            removed = db_resources.delete(session, kind, namespace, name)
+        if removed:
+            log.info("resource removed", extra={"resource": f"{kind} {namespace}/{name}"})
+        return removed
+
+    def stored(self) -> list[Resource]:
+        with self._sessions() as session:
+            return store.stored(session)
+
+    def _path_conflict(self, session: Session, resource: Resource) -> status.Problem | None:
+        if resource.kind != SOURCE.name:
+            return None
+        others = [
+            other
+            for other in store.stored(session, SOURCE.name)
+            if (other.namespace, other.name) != (resource.namespace, resource.name)
+        ]
+        return checks.path_conflict(resource, checks.path_holders(others))
+
+    def _write(self, session: Session, resource: Resource) -> bool:
+        current = db_resources.get_spec(session, resource.kind, resource.namespace, resource.name)
+        if current == resource.spec:
+            return False
+        db_resources.upsert(
+            session,
+            resource.kind,
+            resource.namespace,
+            resource.name,
+            resource.spec,
+            generation=resource.generation,
+            origin=resource.origin,
+        )
+        log.info(
+            "resource stored",
+            extra={
+                "resource": str(resource),
+                "generation": resource.generation,
+                "origin": resource.origin,
+            },
+        )
+        return True
+
+    @staticmethod
+    def _exists(session: Session) -> checks.Exists:
+        def exists(kind: str, namespace: str, name: str) -> bool:
+            return db_resources.get_spec(session, kind, namespace, name) is not None
+
+        return exists
+
+
+def _flat(exc: ValidationError) -> dict[str, list[str]]:
+    return {
+        path: [str(p) for p in problems] if isinstance(problems, list) else [str(problems)]
+        for path, problems in exc.messages.items()
+    }

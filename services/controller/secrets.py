@@ -1,0 +1,61 @@
+"""Does a secretRef resolve? Checked the way the services will read it.
+
+The controller only reports whether a referenced Secret key exists (a status
+condition); it never logs or stores the value. File mode looks in
+``$PF_SECRETS_DIR/<name>/<key>`` like ``shared.secrets``; in a cluster the Secret is
+read through the API with the controller's own credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from shared.resources import checks
+
+log = logging.getLogger(__name__)
+
+
+def folder_check(root: Path) -> checks.SecretCheck:
+    def check(namespace: str, name: str, key: str) -> str | None:
+        if "/" in name or "/" in key or name in {".", ".."} or key in {".", ".."}:
+            return f"secret {name!r} key {key!r}: names must not contain '/'"
+        path = root / name / key
+        if not path.is_file():
+            return f"secret {name!r} key {key!r} not found at {path}"
+        return None
+
+    return check
+
+
+def kubernetes_check(api: Any = None) -> checks.SecretCheck:
+    """Secrets through the Kubernetes API (in-cluster config, else $KUBECONFIG)."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    if api is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        api = client.CoreV1Api()
+
+    def check(namespace: str, name: str, key: str) -> str | None:
+        try:
+            secret = api.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return f"no Secret {namespace}/{name}"
+            return f"Secret {namespace}/{name} cannot be read: {exc.status} {exc.reason}"
+        except (HTTPError, OSError) as exc:
+            # The API server is unreachable: report it, the next refresh retries.
+            log.warning("secret check failed", extra={"secret": f"{namespace}/{name}"})
+            return f"Secret {namespace}/{name} cannot be read: {exc}"
+        if key not in (secret.data or {}):
+            return f"Secret {namespace}/{name} has no key {key!r}"
+        return None
+
+    return check
