@@ -25,12 +25,15 @@ log = logging.getLogger("punchingfist")
 
 # Modules with a register(subparsers) function; each adds its own subcommands.
 COMMAND_MODULES = (
+    "services.controller.cli",
     "services.ingest.cli",
 )
 
 # What `punchingfist run` starts, in order: (name, argv after `punchingfist`).
 # Each entry is a deployable that exists; later issues append theirs.
 RUN_COMPONENTS: tuple[tuple[str, Sequence[str]], ...] = (
+    # First: it loads $PF_CONFIG_DIR into the database the others read.
+    ("controller", ("controller",)),
     ("ingest", ("ingest",)),
 )
 
