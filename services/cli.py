@@ -27,6 +27,7 @@ log = logging.getLogger("punchingfist")
 COMMAND_MODULES = (
     "services.controller.cli",
     "services.ingest.cli",
+    "services.engine.cli",
 )
 
 # What `punchingfist run` starts, in order: (name, argv after `punchingfist`).
@@ -35,6 +36,7 @@ RUN_COMPONENTS: tuple[tuple[str, Sequence[str]], ...] = (
     # First: it loads $PF_CONFIG_DIR into the database the others read.
     ("controller", ("controller",)),
     ("ingest", ("ingest",)),
+    ("engine", ("engine",)),
 )
 
 
@@ -71,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     argv0 = [sys.executable, "-m", "services.cli"]
     for name, component_argv in RUN_COMPONENTS:
-        child = subprocess.Popen([*argv0, *component_argv], env=env)  # noqa: S603
+        child = subprocess.Popen([*argv0, *component_argv], env=env)
         children.append((name, child))
         log.info("started", extra={"component": name, "pid": child.pid})
     log.info(
@@ -91,7 +93,9 @@ def _run(args: argparse.Namespace) -> int:
         for name, child in children:
             code = child.poll()
             if code is not None:
-                log.error("component exited; stopping the rest", extra={"component": name, "code": code})
+                log.error(
+                    "component exited; stopping the rest", extra={"component": name, "code": code}
+                )
                 exit_code = code or 1
                 stopping = True
         time.sleep(0.2)

@@ -1,0 +1,95 @@
+"""``punchingfist engine`` and ``punchingfist scheduler``.
+
+``engine`` runs a Celery worker on the ``engine`` queue. Mingle and gossip are off:
+they make a starting worker wait about a second for its peers, and the engine
+needs nothing from them (the database holds all state). ``scheduler`` starts
+Workflows of schedule Sources on their cron ticks, once per tick whatever the number
+of replicas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from shared import settings
+from shared.errors import ConfigError
+from shared.queueing import ENGINE_QUEUE
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    engine = subparsers.add_parser(
+        "engine",
+        help="the workflow engine: a Celery worker on the 'engine' queue",
+        description=(
+            "Run Workflow steps as chained Celery tasks. Settings: PF_ENGINE_* (pool, "
+            "concurrency, timeouts, retries, leases), PF_BROKER_URL, PF_DATABASE_URL."
+        ),
+    )
+    engine.add_argument(
+        "--concurrency", type=int, metavar="N", help="pool size (default: $PF_ENGINE_CONCURRENCY)"
+    )
+    engine.add_argument(
+        "--pool",
+        choices=("prefork", "threads", "solo"),
+        help="Celery pool (default: $PF_ENGINE_POOL or prefork)",
+    )
+    engine.set_defaults(handler=serve)
+    scheduler = subparsers.add_parser(
+        "scheduler",
+        help="start the Workflows of schedule Sources on their cron ticks",
+        description="Fire each schedule Source's cron ticks, once per tick across replicas.",
+    )
+    scheduler.set_defaults(handler=schedule)
+
+
+def _check_schema(config: settings.Settings) -> None:
+    from shared.db import migrate
+    from shared.db.engines import make_engine
+
+    engine = make_engine(config.database)
+    try:
+        if not migrate.is_current(engine):
+            raise ConfigError(
+                f"the database is at revision {migrate.current_revision(engine)}, not "
+                f"{migrate.head_revision()}: run `punchingfist migrate` first"
+            )
+    finally:
+        engine.dispose()
+
+
+def serve(args: argparse.Namespace) -> int:
+    from services.engine.app import create_app
+
+    config = settings.from_env()
+    _check_schema(config)
+    app = create_app(config)
+    argv = [
+        "worker",
+        "--queues",
+        ENGINE_QUEUE,
+        "--hostname",
+        "engine@%h",
+        "--concurrency",
+        str(args.concurrency or config.engine.concurrency),
+        "--pool",
+        args.pool or config.engine.pool,
+        "--loglevel",
+        config.log_level,
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    log.info("engine worker starting", extra={"argv": argv})
+    app.worker_main(argv)
+    return 0
+
+
+def schedule(args: argparse.Namespace) -> int:
+    from services.engine import scheduler
+
+    config = settings.from_env()
+    _check_schema(config)
+    return scheduler.run_forever(config)

@@ -1,0 +1,206 @@
+"""Templates and expressions over a run's context, in a Jinja2 sandbox.
+
+Workflow authors write ``{{ alert.labels.pod }}``, ``{{ source.context.cluster }}``,
+``{{ steps.look.output.stdout }}`` and ``{{ env.X }}``. Alert labels come from
+outside (whoever can reach AlertManager), so rendering must never reach Python
+internals or the filesystem:
+
+* ``ImmutableSandboxedEnvironment`` refuses underscore attributes, unsafe callables
+  and mutation of the context; there is no loader, so ``include``/``import`` fail;
+* string and list repetition and powers are bounded, so ``'a' * 10**9`` is refused
+  instead of exhausting the worker's memory;
+* ``StrictUndefined``: a missing field is an error naming the expression, never an
+  empty string that turns ``kubectl logs {{ alert.labels.pod }}`` into
+  ``kubectl logs``.
+
+The seed's examples use Go-style paths (``{{ .alert.labels.pod }}``); they are
+accepted by dropping the leading dot, which is the only Go syntax they used.
+
+What this module must not do: execute anything it renders. Shell quoting of values
+for ``shell: true`` steps happens here (``quote=True``) so that a label cannot
+inject a command.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+import jinja2.exceptions
+from jinja2 import sandbox
+
+from shared.errors import PermanentError
+
+# Longest string a template may produce, and longest result of ``*``: 1 MiB.
+MAX_RENDERED = 1024 * 1024
+# Largest exponent ``**`` accepts (10**100 is fine, 10**10**9 is not).
+MAX_EXPONENT = 100
+_CACHE_SIZE = 512
+
+_STRING_LITERAL = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')""")
+# A dot that starts a path (Go's ".alert"): not after a name, a number, ')' or ']'.
+_GO_ROOT_DOT = re.compile(r"(^|[^\w\)\]\}])\.(?=[A-Za-z_])")
+_TAGS = re.compile(r"(\{\{.*?\}\}|\{%.*?%\})", re.DOTALL)
+
+
+class TemplateError(PermanentError):
+    """A template or expression could not be rendered; retrying will not help."""
+
+
+class _Sandbox(sandbox.ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise jinja2.exceptions.SecurityError(
+                    f"exponent {right} is larger than {MAX_EXPONENT}"
+                )
+            return left**right
+        # operator == "*": refuse big repetitions before they are built.
+        for seq, times in ((left, right), (right, left)):
+            if (
+                isinstance(seq, str | list | tuple)
+                and isinstance(times, int)
+                and len(seq) * times > MAX_RENDERED
+            ):
+                raise jinja2.exceptions.SecurityError("repetition result is larger than 1 MiB")
+        return left * right
+
+
+def _make_environment(finalize: Callable[[Any], Any] | None) -> _Sandbox:
+    env = _Sandbox(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=finalize,
+    )
+    # Only data helpers; no cycler/joiner/lipsum/namespace objects to poke at.
+    env.globals = {"range": env.globals["range"], "dict": dict}
+    return env
+
+
+def _shell_quote(value: Any) -> str:
+    return shlex.quote(value if isinstance(value, str) else str(value))
+
+
+def from_go_style(source: str) -> str:
+    """``{{ .alert.labels.pod }}`` -> ``{{ alert.labels.pod }}``; strings inside are kept."""
+
+    def fix_tag(match: re.Match[str]) -> str:
+        parts = _STRING_LITERAL.split(match.group(0))
+        # Odd indexes are the string literals captured by split.
+        return "".join(
+            part if i % 2 else _GO_ROOT_DOT.sub(r"\1", part) for i, part in enumerate(parts)
+        )
+
+    return _TAGS.sub(fix_tag, source)
+
+
+def _excerpt(source: str, limit: int = 200) -> str:
+    return source if len(source) <= limit else source[: limit - 3] + "..."
+
+
+class Templates:
+    """Compiles (with a bounded cache) and renders templates and expressions."""
+
+    def __init__(self) -> None:
+        self._plain = _make_environment(None)
+        self._shell = _make_environment(_shell_quote)
+        self._templates: dict[tuple[str, bool], jinja2.Template] = {}
+        self._expressions: dict[str, Any] = {}
+
+    def render(
+        self, source: str, namespace: Mapping[str, Any], *, where: str, quote: bool = False
+    ) -> str:
+        """Render ``source``; ``where`` names the step and field for error messages."""
+        if "{{" not in source and "{%" not in source:
+            return source
+        try:
+            template = self._templates.get((source, quote))
+            if template is None:
+                env = self._shell if quote else self._plain
+                template = env.from_string(from_go_style(source))
+                self._remember(self._templates, (source, quote), template)
+            rendered = template.render(namespace)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{where}: template {_excerpt(source)!r} is not valid: {exc.message}"
+            ) from exc
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(
+                f"{where}: template {_excerpt(source)!r}: {exc.message} "
+                "(use '| default(...)' for optional fields)"
+            ) from exc
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(
+                f"{where}: template {_excerpt(source)!r} was refused by the sandbox: {exc}"
+            ) from exc
+        except Exception as exc:  # a filter or operator failed on the data it got
+            raise TemplateError(
+                f"{where}: template {_excerpt(source)!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if len(rendered) > MAX_RENDERED:
+            raise TemplateError(f"{where}: template {_excerpt(source)!r} rendered over 1 MiB")
+        return rendered
+
+    def render_value(self, value: Any, namespace: Mapping[str, Any], *, where: str) -> Any:
+        """Render every string inside lists and mappings; other values pass through."""
+        if isinstance(value, str):
+            return self.render(value, namespace, where=where)
+        if isinstance(value, list | tuple):
+            return [
+                self.render_value(item, namespace, where=f"{where}[{i}]")
+                for i, item in enumerate(value)
+            ]
+        if isinstance(value, Mapping):
+            return {
+                key: self.render_value(item, namespace, where=f"{where}.{key}")
+                for key, item in value.items()
+            }
+        return value
+
+    def evaluate(self, expression: str, namespace: Mapping[str, Any], *, where: str) -> Any:
+        """The value of a Jinja expression such as ``alert.severity == 'critical'``."""
+        source = expression.strip()
+        # Accept a condition written as a template: "{{ x == 1 }}".
+        if source.startswith("{{") and source.endswith("}}"):
+            source = source[2:-2].strip()
+        try:
+            compiled = self._expressions.get(source)
+            if compiled is None:
+                compiled = self._plain.compile_expression(
+                    from_go_style("{{" + source + "}}")[2:-2], undefined_to_none=False
+                )
+                self._remember(self._expressions, source, compiled)
+            value = compiled(**namespace)
+            if isinstance(value, jinja2.Undefined):
+                # Touch it so that StrictUndefined raises with its own message.
+                bool(value)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{where}: expression {_excerpt(expression)!r} is not valid: {exc.message} "
+                "(write a Jinja expression, e.g. alert.labels.severity == 'critical')"
+            ) from exc
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(
+                f"{where}: expression {_excerpt(expression)!r}: {exc.message}"
+            ) from exc
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(
+                f"{where}: expression {_excerpt(expression)!r} was refused by the sandbox: {exc}"
+            ) from exc
+        except Exception as exc:
+            raise TemplateError(
+                f"{where}: expression {_excerpt(expression)!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return value
+
+    @staticmethod
+    def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = value

@@ -1,0 +1,569 @@
+"""The engine's reads and writes: runs, steps, the context, sinks and the alert.
+
+Every write that moves a run forward is a compare-and-set on what the reader saw
+(the step's phase and attempt count, and its worker), so that two deliveries of
+one message, or a worker that lost its lease, can never both record a result. The
+functions take a session and leave committing to the caller (the task base class),
+which commits before anything is enqueued.
+
+What this module must not do: run steps or talk to the broker. Tasks to publish
+are returned (outbox entries) and published by the caller after commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.engine.core import contexts, limits, outcomes, workflows
+from services.engine.core.outcomes import Finish, RunPhase, StepPhase
+from services.engine.core.templates import Templates
+from shared import outbox
+from shared.db import resources
+from shared.db.models import Alert, Resource, SinkDelivery, StepRun, WorkflowRun
+from shared.domain import alerts as alert_domain
+from shared.queueing import DELIVER, NOTIFIER_QUEUE
+
+log = logging.getLogger(__name__)
+
+# Core tables: the engine writes with compare-and-set UPDATEs, not ORM objects.
+_RUNS = cast(sa.Table, WorkflowRun.__table__)
+_STEPS = cast(sa.Table, StepRun.__table__)
+_ALERTS = cast(sa.Table, Alert.__table__)
+_RESOURCES = cast(sa.Table, Resource.__table__)
+_DELIVERIES = cast(sa.Table, SinkDelivery.__table__)
+_STARTED = (RunPhase.RUNNING, RunPhase.SUCCEEDED, RunPhase.FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Started:
+    """What ``start`` did: the run's phase afterwards and how many steps to chain."""
+
+    phase: RunPhase
+    total_steps: int
+    tasks: list[outbox.PendingTask]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepState:
+    id: uuid.UUID
+    index: int
+    name: str
+    phase: StepPhase
+    attempts: int
+    worker: str | None
+    lease_until: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A run and one of its steps as a step task sees them."""
+
+    run_id: uuid.UUID
+    run_phase: RunPhase
+    workflow: workflows.Workflow
+    context: dict[str, Any]
+    alert_id: uuid.UUID | None
+    step: workflows.Step
+    state: StepState
+    phases: dict[str, StepPhase]
+
+
+class Store:
+    """The engine's persistence, parameterized by what the run needs to know."""
+
+    def __init__(
+        self,
+        known_types: Collection[str],
+        templates: Templates,
+        *,
+        outbox_lease_seconds: float,
+    ) -> None:
+        self._known_types = known_types
+        self._templates = templates
+        self._outbox_lease = outbox_lease_seconds
+
+    # -- start -------------------------------------------------------------------
+
+    def start(self, session: Session, run_id: uuid.UUID, now: dt.datetime) -> Started | None:
+        """Pending -> Running (or Failed/Skipped). None when there is nothing to do."""
+        run = session.execute(
+            sa.select(_RUNS).where(_RUNS.c.id == run_id).with_for_update()
+        ).first()
+        if run is None:
+            log.warning("start: no such run", extra={"run_id": str(run_id)})
+            return None
+        if run.phase != RunPhase.PENDING:
+            return None
+        spec = resources.get_spec(session, "Workflow", run.namespace, run.workflow_name)
+        try:
+            workflow = self._parse_stored(run.namespace, run.workflow_name, spec)
+        except workflows.WorkflowError as exc:
+            return self._refuse(session, run, phase=RunPhase.FAILED, error=str(exc), now=now)
+        input_context = dict(run.input_context or {})
+        fingerprint = (input_context.get("alert") or {}).get("fingerprint") or None
+        reason = self._over_limit(session, run, workflow, fingerprint, now)
+        if reason is not None:
+            return self._refuse(
+                session, run, phase=RunPhase.SKIPPED, error=reason, now=now, fingerprint=fingerprint
+            )
+        context = contexts.initial(input_context, workflow, str(run_id))
+        if workflow.steps:
+            session.execute(
+                sa.insert(_STEPS),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "run_id": run_id,
+                        "index": step.index,
+                        "name": step.name,
+                        "type": step.type,
+                        "phase": StepPhase.PENDING,
+                        "attempts": 0,
+                    }
+                    for step in workflow.steps
+                ],
+            )
+        session.execute(
+            sa.update(_RUNS)
+            .where(_RUNS.c.id == run_id)
+            .values(
+                phase=RunPhase.RUNNING,
+                spec=dict(spec or {}),
+                fingerprint=fingerprint,
+                total_steps=len(workflow.steps),
+                current_step=workflow.steps[0].name if workflow.steps else None,
+                context=context,
+                started_at=now,
+                updated_at=now,
+            )
+        )
+        if run.alert_id is not None:
+            self._move_alert(session, run.alert_id, alert_domain.AlertStatus.TRIAGING, now)
+        if not workflow.steps:
+            tasks = self._finish(
+                session,
+                run_id,
+                workflow=workflow,
+                context=context,
+                alert_id=run.alert_id,
+                finish=Finish(RunPhase.SUCCEEDED),
+                now=now,
+            )
+            return Started(RunPhase.SUCCEEDED, 0, tasks)
+        return Started(RunPhase.RUNNING, len(workflow.steps), [])
+
+    def _parse_stored(
+        self, namespace: str, name: str, spec: dict[str, Any] | None
+    ) -> workflows.Workflow:
+        if spec is None:
+            raise workflows.WorkflowError(
+                f"Workflow {namespace}/{name} does not exist (it was never loaded or was deleted)"
+            )
+        return workflows.parse(namespace, name, spec, self._known_types)
+
+    def _over_limit(
+        self,
+        session: Session,
+        run: Any,
+        workflow: workflows.Workflow,
+        fingerprint: str | None,
+        now: dt.datetime,
+    ) -> str | None:
+        caps = workflow.limits
+        if not caps.max_concurrent_runs and not caps.max_runs_per_fingerprint:
+            return None
+        # Serialize starts of one Workflow on its resource row (PostgreSQL; SQLite
+        # writers are serialized already), so two starts cannot both see room.
+        session.execute(
+            sa.select(_RESOURCES.c.id)
+            .where(
+                _RESOURCES.c.kind == "Workflow",
+                _RESOURCES.c.namespace == run.namespace,
+                _RESOURCES.c.name == run.workflow_name,
+            )
+            .with_for_update()
+        ).first()
+        same_workflow = sa.and_(
+            _RUNS.c.workflow_name == run.workflow_name,
+            _RUNS.c.namespace == run.namespace,
+            _RUNS.c.id != run.id,
+        )
+        running = session.execute(
+            sa.select(sa.func.count())
+            .select_from(_RUNS)
+            .where(same_workflow, _RUNS.c.phase == RunPhase.RUNNING)
+        ).scalar_one()
+        same = 0
+        if fingerprint and caps.max_runs_per_fingerprint:
+            since = now - dt.timedelta(seconds=caps.fingerprint_window_seconds)
+            same = session.execute(
+                sa.select(sa.func.count())
+                .select_from(_RUNS)
+                .where(
+                    same_workflow,
+                    _RUNS.c.fingerprint == fingerprint,
+                    _RUNS.c.started_at >= since,
+                    _RUNS.c.phase.in_(list(_STARTED)),
+                )
+            ).scalar_one()
+        return limits.refusal(caps, running, same, fingerprint)
+
+    def _refuse(
+        self,
+        session: Session,
+        run: Any,
+        *,
+        phase: RunPhase,
+        error: str,
+        now: dt.datetime,
+        fingerprint: str | None = None,
+    ) -> Started:
+        log.warning(
+            "run not started", extra={"run_id": str(run.id), "phase": phase, "error": error}
+        )
+        session.execute(
+            sa.update(_RUNS)
+            .where(_RUNS.c.id == run.id)
+            .values(
+                phase=phase,
+                error=error,
+                fingerprint=fingerprint,
+                completed_at=now,
+                updated_at=now,
+            )
+        )
+        return Started(phase, 0, [])
+
+    # -- steps -------------------------------------------------------------------
+
+    def load(self, session: Session, run_id: uuid.UUID, index: int) -> Loaded | None:
+        run = session.execute(
+            sa.select(
+                _RUNS.c.phase,
+                _RUNS.c.spec,
+                _RUNS.c.context,
+                _RUNS.c.namespace,
+                _RUNS.c.workflow_name,
+                _RUNS.c.alert_id,
+            ).where(_RUNS.c.id == run_id)
+        ).first()
+        if run is None or run.spec is None:
+            return None
+        rows = session.execute(
+            sa.select(
+                _STEPS.c.id,
+                _STEPS.c.index,
+                _STEPS.c.name,
+                _STEPS.c.phase,
+                _STEPS.c.attempts,
+                _STEPS.c.worker,
+                _STEPS.c.lease_until,
+            ).where(_STEPS.c.run_id == run_id)
+        ).all()
+        states = {}
+        for row in rows:
+            values = row._mapping
+            states[int(values["index"])] = StepState(
+                values["id"],
+                int(values["index"]),
+                values["name"],
+                StepPhase(values["phase"]),
+                values["attempts"],
+                values["worker"],
+                values["lease_until"],
+            )
+        if index not in states:
+            return None
+        workflow = workflows.parse(run.namespace, run.workflow_name, run.spec, self._known_types)
+        return Loaded(
+            run_id=run_id,
+            run_phase=RunPhase(run.phase),
+            workflow=workflow,
+            context=dict(run.context or {}),
+            alert_id=run.alert_id,
+            step=workflow.steps[index],
+            state=states[index],
+            phases={state.name: state.phase for state in states.values()},
+        )
+
+    def claim(
+        self, session: Session, loaded: Loaded, worker: str, now: dt.datetime, lease: float
+    ) -> bool:
+        """Take the step for one attempt; False when someone else changed it first."""
+        state = loaded.state
+        result = session.execute(
+            sa.update(_STEPS)
+            .where(
+                _STEPS.c.id == state.id,
+                _STEPS.c.attempts == state.attempts,
+                _STEPS.c.phase == state.phase,
+            )
+            .values(
+                phase=StepPhase.RUNNING,
+                attempts=state.attempts + 1,
+                worker=worker,
+                lease_until=now + dt.timedelta(seconds=lease),
+                started_at=sa.func.coalesce(_STEPS.c.started_at, now),
+                error=None,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.execute(
+            sa.update(_RUNS)
+            .where(_RUNS.c.id == loaded.run_id)
+            .values(current_step=loaded.step.name, updated_at=now)
+        )
+        return True
+
+    def heartbeat(
+        self, session: Session, step_id: uuid.UUID, worker: str, attempt: int, until: dt.datetime
+    ) -> bool:
+        result = session.execute(
+            sa.update(_STEPS)
+            .where(
+                _STEPS.c.id == step_id,
+                _STEPS.c.worker == worker,
+                _STEPS.c.attempts == attempt,
+                _STEPS.c.phase == StepPhase.RUNNING,
+            )
+            .values(lease_until=until)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def record(
+        self,
+        session: Session,
+        loaded: Loaded,
+        *,
+        attempt: int,
+        worker: str,
+        outcome: outcomes.Outcome,
+        decision: outcomes.Next,
+        now: dt.datetime,
+    ) -> list[outbox.PendingTask] | None:
+        """Write one attempt's result; None when the claim was lost meanwhile."""
+        step = loaded.step
+        phase = decision.step_phase or StepPhase.PENDING
+        finished = decision.step_phase is not None
+        result = session.execute(
+            sa.update(_STEPS)
+            .where(
+                _STEPS.c.id == loaded.state.id,
+                _STEPS.c.worker == worker,
+                _STEPS.c.attempts == attempt,
+                _STEPS.c.phase == StepPhase.RUNNING,
+            )
+            .values(
+                phase=phase,
+                output=dict(outcome.output) if outcome.output or outcome.ok else None,
+                error=outcome.error,
+                completed_at=now if finished else None,
+                lease_until=None,
+                worker=worker if finished else None,
+            )
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        context = loaded.context
+        if finished:
+            context = contexts.with_step(context, step.name, phase, outcome.output)
+        if decision.skip:
+            session.execute(
+                sa.update(_STEPS)
+                .where(
+                    _STEPS.c.run_id == loaded.run_id,
+                    _STEPS.c.name.in_(sorted(decision.skip)),
+                    _STEPS.c.phase == StepPhase.PENDING,
+                )
+                .values(phase=StepPhase.SKIPPED, completed_at=now)
+            )
+            for name in decision.skip:
+                context = contexts.with_step(context, name, StepPhase.SKIPPED, {})
+        values: dict[str, Any] = {"context": context, "updated_at": now}
+        if finished:
+            values["steps_completed"] = _RUNS.c.steps_completed + 1
+        session.execute(sa.update(_RUNS).where(_RUNS.c.id == loaded.run_id).values(**values))
+        if decision.finish is None:
+            return []
+        return self._finish(
+            session,
+            loaded.run_id,
+            workflow=loaded.workflow,
+            context=context,
+            alert_id=loaded.alert_id,
+            finish=decision.finish,
+            now=now,
+        )
+
+    # -- finish ------------------------------------------------------------------
+
+    def _finish(
+        self,
+        session: Session,
+        run_id: uuid.UUID,
+        *,
+        workflow: workflows.Workflow,
+        context: Mapping[str, Any],
+        alert_id: uuid.UUID | None,
+        finish: Finish,
+        now: dt.datetime,
+    ) -> list[outbox.PendingTask]:
+        values, output_error = contexts.render_outputs(self._templates, workflow, context)
+        error = finish.error
+        phase = finish.phase
+        if output_error is not None:
+            # A run whose outputs cannot be computed did not do what it promised.
+            phase = RunPhase.FAILED
+            error = f"{error}; {output_error}" if error else output_error
+        session.execute(
+            sa.update(_RUNS)
+            .where(_RUNS.c.id == run_id)
+            .values(
+                phase=phase,
+                outputs=values,
+                error=error,
+                message=finish.message,
+                current_step=None,
+                completed_at=now,
+                updated_at=now,
+            )
+        )
+        target = outcomes.alert_status_after(dataclasses.replace(finish, phase=phase, error=error))
+        if alert_id is not None and target is not None:
+            self._move_alert(session, alert_id, target, now, by_workflow=True)
+        log.info(
+            "run finished",
+            extra={"run_id": str(run_id), "phase": phase, "error": error, "alert": target},
+        )
+        if not workflow.sinks:
+            return []
+        deliveries = [(uuid.uuid4(), name) for name in workflow.sinks]
+        session.execute(
+            sa.insert(_DELIVERIES),
+            [
+                {
+                    "id": delivery_id,
+                    "run_id": run_id,
+                    "sink_name": name,
+                    "phase": "Pending",
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for delivery_id, name in deliveries
+            ],
+        )
+        return outbox.add(
+            session,
+            [(DELIVER, NOTIFIER_QUEUE, [str(delivery_id)]) for delivery_id, _ in deliveries],
+            self._outbox_lease,
+        )
+
+    @staticmethod
+    def _move_alert(
+        session: Session,
+        alert_id: uuid.UUID,
+        target: alert_domain.AlertStatus,
+        now: dt.datetime,
+        *,
+        by_workflow: bool = False,
+    ) -> None:
+        current = session.execute(
+            sa.select(_ALERTS.c.status).where(_ALERTS.c.id == alert_id)
+        ).scalar_one_or_none()
+        if current is None or not alert_domain.can_transition(
+            alert_domain.AlertStatus(current), target
+        ):
+            # Already resolved by AlertManager, or never triaged: the run's end
+            # does not override what happened to the alert meanwhile.
+            return
+        change = alert_domain.transition(current, target, at=now, by_workflow=by_workflow)
+        values: dict[str, Any] = {"status": str(change.status), "updated_at": now}
+        values.update(change.timestamps)
+        if change.auto_resolved is not None:
+            values["auto_resolved"] = change.auto_resolved
+        session.execute(sa.update(_ALERTS).where(_ALERTS.c.id == alert_id).values(**values))
+
+    # -- recovery ----------------------------------------------------------------
+
+    def release_abandoned(
+        self, session: Session, now: dt.datetime, is_dead: Any
+    ) -> list[tuple[uuid.UUID, int]]:
+        """Steps Running past their lease or with a dead owner, put back to Pending.
+
+        Returns (run_id, index) to re-drive. The compare-and-set on the worker and
+        attempt keeps two recovering workers from both re-driving one step.
+        """
+        rows = session.execute(
+            sa.select(
+                _STEPS.c.id,
+                _STEPS.c.run_id,
+                _STEPS.c.index,
+                _STEPS.c.worker,
+                _STEPS.c.attempts,
+                _STEPS.c.lease_until,
+            )
+            .join(_RUNS, _RUNS.c.id == _STEPS.c.run_id)
+            .where(_STEPS.c.phase == StepPhase.RUNNING, _RUNS.c.phase == RunPhase.RUNNING)
+        ).all()
+        released = []
+        for row in rows:
+            expired = row.lease_until is None or row.lease_until <= now
+            if not (expired or is_dead(row.worker)):
+                continue
+            result = session.execute(
+                sa.update(_STEPS)
+                .where(
+                    _STEPS.c.id == row.id,
+                    _STEPS.c.attempts == row.attempts,
+                    _STEPS.c.phase == StepPhase.RUNNING,
+                )
+                .values(
+                    phase=StepPhase.PENDING,
+                    lease_until=None,
+                    worker=None,
+                    error=f"worker {row.worker} was lost during attempt {row.attempts}",
+                )
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                released.append((row.run_id, int(row._mapping["index"])))
+        return released
+
+    def stalled(
+        self, session: Session, now: dt.datetime, stall_seconds: float
+    ) -> list[tuple[uuid.UUID, int]]:
+        """Running runs idle for ``stall_seconds`` with no step Running: (run, next index)."""
+        before = now - dt.timedelta(seconds=stall_seconds)
+        busy = sa.select(_STEPS.c.run_id).where(_STEPS.c.phase == StepPhase.RUNNING)
+        runs = session.execute(
+            sa.select(_RUNS.c.id, _RUNS.c.updated_at).where(
+                _RUNS.c.phase == RunPhase.RUNNING,
+                _RUNS.c.updated_at < before,
+                _RUNS.c.id.not_in(busy),
+            )
+        ).all()
+        found = []
+        for run in runs:
+            index = session.execute(
+                sa.select(sa.func.min(_STEPS.c.index)).where(
+                    _STEPS.c.run_id == run.id, _STEPS.c.phase == StepPhase.PENDING
+                )
+            ).scalar_one_or_none()
+            if index is None:
+                continue
+            bumped = session.execute(
+                sa.update(_RUNS)
+                .where(_RUNS.c.id == run.id, _RUNS.c.updated_at == run.updated_at)
+                .values(updated_at=now)
+            )
+            if bumped.rowcount == 1:  # type: ignore[attr-defined]
+                found.append((run.id, int(index)))
+        return found

@@ -1,0 +1,110 @@
+"""Engine fixtures: the store harness, an in-process worker on the memory transport,
+and real worker processes on Redis database 13.
+
+Redis database 13 belongs to these tests (ingest's use 14); it is flushed before and
+after each test that asks for ``engine_redis_url``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from enginekit import ENGINE_REDIS_URL, REPO, Harness, WorkerProcess
+
+from services.engine.app import create_app
+from shared.settings import Settings
+
+
+@pytest.fixture
+def harness(database_url: str) -> Iterator[Harness]:
+    h = Harness(database_url)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def engine_settings(
+    make_settings: Callable[..., Settings], database_url: str
+) -> Callable[..., Settings]:
+    def build(**env: str) -> Settings:
+        base = {
+            "PF_DATABASE_URL": database_url,
+            "PF_ENGINE_RETRY_BACKOFF": "0.05",
+            "PF_ENGINE_RETRY_BACKOFF_MAX": "0.2",
+        }
+        base.update(env)
+        return make_settings(**base)
+
+    return build
+
+
+@pytest.fixture
+def inproc(engine_settings: Callable[..., Settings]) -> Iterator[Celery]:
+    """An engine app on the memory transport with a worker thread consuming it."""
+    app = create_app(engine_settings())
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=["engine"]):
+        yield app
+    app.pf_runtime.close()
+
+
+@pytest.fixture
+def engine_redis_url() -> Iterator[str]:
+    import redis
+
+    client = redis.Redis.from_url(ENGINE_REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {ENGINE_REDIS_URL}")
+        pytest.skip(f"Redis is not reachable at {ENGINE_REDIS_URL}")
+    client.flushdb()
+    yield ENGINE_REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def worker_env(database_url: str, engine_redis_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PF_") and key != "CELERY_BROKER_URL"
+    }
+    env.update(
+        {
+            "PF_DATABASE_URL": database_url,
+            "PF_BROKER_URL": engine_redis_url,
+            "PF_VAR_DIR": str(tmp_path / "var"),
+            "PF_LOG_FORMAT": "json",
+            "PF_ENGINE_CONCURRENCY": "2",
+            "PF_ENGINE_RETRY_BACKOFF": "0.05",
+            "PF_ENGINE_LEASE_SECONDS": "3",
+            "PF_ENGINE_RECOVERY_INTERVAL": "0.5",
+            "PF_OUTBOX_RELAY_INTERVAL": "0.5",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def worker_process(worker_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def redis_app(engine_settings: Callable[..., Settings], engine_redis_url: str) -> Iterator[Celery]:
+    """An engine app on Redis db 13, for sending; the worker is a separate process."""
+    app = create_app(engine_settings(PF_BROKER_URL=engine_redis_url))
+    yield app
+    if getattr(app, "pf_runtime", None) is not None:
+        app.pf_runtime.close()

@@ -1,0 +1,206 @@
+"""Helpers for the engine tests: a store harness that writes runs the way ingest
+does, waiting, and a real ``punchingfist engine`` worker process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from celery import Celery
+
+from shared.db import resources
+from shared.db.engines import make_engine, make_session_factory
+from shared.db.models import Alert, OutboxEntry, SinkDelivery, StepRun, WorkflowRun, utcnow
+from shared.queueing import START_WORKFLOW
+
+ENGINE_REDIS_URL = os.environ.get("PF_TEST_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/13")
+REPO = Path(__file__).parents[3]
+FINISHED = ("Succeeded", "Failed", "Skipped")
+
+
+class Harness:
+    """Reads and writes the store like ingest and the API would."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine_for(url)
+        self.sessions = make_session_factory(self.engine)
+
+    def put_workflow(
+        self, spec: dict[str, Any], name: str = "triage", namespace: str = "default"
+    ) -> None:
+        with self.sessions.begin() as session:
+            resources.upsert(session, "Workflow", namespace, name, spec)
+
+    def add_run(
+        self,
+        workflow: str = "triage",
+        *,
+        namespace: str = "default",
+        labels: dict[str, str] | None = None,
+        fingerprint: str | None = None,
+        source_context: dict[str, Any] | None = None,
+        alert_status: str = "received",
+    ) -> uuid.UUID:
+        """An alert row and a Pending run, in one transaction, as ingest writes them."""
+        labels = labels or {"alertname": "PodCrashLooping", "severity": "critical", "pod": "web-1"}
+        fingerprint = fingerprint or uuid.uuid4().hex[:16]
+        now = utcnow()
+        alert_id, run_id = uuid.uuid4(), uuid.uuid4()
+        starts = now - dt.timedelta(minutes=1)
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.insert(Alert.__table__).values(
+                    id=alert_id,
+                    fingerprint=fingerprint,
+                    starts_at=starts,
+                    status=alert_status,
+                    severity=labels.get("severity", ""),
+                    alert_name=labels.get("alertname", ""),
+                    labels=labels,
+                    annotations={"summary": "it broke"},
+                    source_name="alertmanager",
+                    workflow_name=workflow,
+                )
+            )
+            session.execute(
+                sa.insert(WorkflowRun.__table__).values(
+                    id=run_id,
+                    workflow_name=workflow,
+                    namespace=namespace,
+                    source_name="alertmanager",
+                    alert_id=alert_id,
+                    trigger="alert",
+                    phase="Pending",
+                    input_context={
+                        "alert": {
+                            "status": "firing",
+                            "labels": labels,
+                            "annotations": {"summary": "it broke"},
+                            "startsAt": starts.isoformat(),
+                            "endsAt": None,
+                            "generatorURL": None,
+                            "fingerprint": fingerprint,
+                            "name": labels.get("alertname", ""),
+                            "severity": labels.get("severity", ""),
+                        },
+                        "source": {
+                            "name": "alertmanager",
+                            "namespace": namespace,
+                            "context": source_context or {"cluster": "test"},
+                        },
+                    },
+                    context={},
+                )
+            )
+        return run_id
+
+    def run(self, run_id: uuid.UUID) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(WorkflowRun.__table__).where(WorkflowRun.__table__.c.id == run_id)
+            ).first()
+
+    def steps(self, run_id: uuid.UUID) -> list[Any]:
+        table = StepRun.__table__
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(table).where(table.c.run_id == run_id).order_by(table.c.index)
+                ).all()
+            )
+
+    def alert(self, run_id: uuid.UUID) -> Any:
+        run = self.run(run_id)
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(Alert.__table__).where(Alert.__table__.c.id == run.alert_id)
+            ).first()
+
+    def deliveries(self, run_id: uuid.UUID) -> list[Any]:
+        table = SinkDelivery.__table__
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(table).where(table.c.run_id == run_id)).all())
+
+    def outbox(self, task_name: str) -> list[Any]:
+        table = OutboxEntry.__table__
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(table).where(table.c.task_name == task_name)).all())
+
+    def wait_finished(self, run_id: uuid.UUID, timeout: float = 20.0) -> Any:
+        return wait_for(
+            lambda: (row := self.run(run_id)) is not None and row.phase in FINISHED and row,
+            timeout,
+            f"run {run_id} did not finish",
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def make_engine_for(url: str) -> sa.Engine:
+    from shared.settings import DatabaseSettings
+
+    return make_engine(DatabaseSettings(url=url))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.02)
+
+
+def start_run(app: Celery, run_id: uuid.UUID) -> None:
+    app.send_task(START_WORKFLOW, args=[str(run_id)], queue="engine")
+
+
+class WorkerProcess:
+    """``punchingfist engine`` as a child process in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "engine"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes (and their commands) at once."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
