@@ -1,0 +1,163 @@
+"""The step registry and the cli / conditional executors (local runner, no worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.engine.core import workflows
+from services.engine.core.templates import Templates
+from services.engine.steps import registries
+from services.engine.steps.cli import CliExecutor
+from services.engine.steps.conditional import ConditionalExecutor
+from services.engine.steps.local import LocalRunner
+from shared.errors import PermanentError
+
+
+def context_for(
+    step: dict[str, Any], *, timeout: float = 5.0, limit: int = 1000
+) -> registries.StepContext:
+    flow = workflows.parse(
+        "ns",
+        "wf",
+        {"runtime": {"environment": {"REGION": "eu"}}, "steps": [step]},
+        {"cli", "conditional", "agent"},
+    )
+    return registries.StepContext(
+        run_id="run-1",
+        workflow=flow,
+        step=flow.steps[0],
+        attempt=1,
+        namespace={"alert": {"labels": {"pod": "web 1; reboot"}}, "env": {"REGION": "eu"}},
+        templates=Templates(),
+        timeout=timeout,
+        output_limit=limit,
+        runners={"local": LocalRunner()},
+    )
+
+
+def run_cli(step: dict[str, Any], **kwargs: Any) -> Any:
+    return registries.invoke(
+        CliExecutor(), context_for({"name": "s", "type": "cli", **step}, **kwargs)
+    )
+
+
+def test_registry_refuses_duplicates_and_reports_missing_executors() -> None:
+    registry = registries.StepRegistry(known_types={"cli", "agent"})
+    registries.register(registry)(CliExecutor)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.add(CliExecutor())
+    with pytest.raises(registries.StepNotAvailableError, match="'agent' is not available"):
+        registry.get("agent")
+    with pytest.raises(registries.StepNotAvailableError, match="unknown step type 'x'"):
+        registry.get("x")
+    assert registry.known_types == {"cli", "agent"}
+
+
+def test_default_registry_has_cli_and_conditional() -> None:
+    assert isinstance(registries.default_registry.get("cli"), CliExecutor)
+    assert isinstance(registries.default_registry.get("conditional"), ConditionalExecutor)
+
+
+def test_argv_elements_stay_single_arguments() -> None:
+    outcome = run_cli({"command": ["printf", "%s|", "{{ alert.labels.pod }}", "{{ env.REGION }}"]})
+    assert outcome.ok
+    assert outcome.output == {"stdout": "web 1; reboot|eu|", "stderr": "", "exit_code": 0}
+
+
+def test_shell_mode_quotes_values_and_sees_env() -> None:
+    outcome = run_cli(
+        {
+            "shell": True,
+            "command": "echo {{ alert.labels.pod }} $REGION $EXTRA",
+            "env": {"EXTRA": "{{ env.REGION }}!"},
+        }
+    )
+    assert outcome.output["stdout"] == "web 1; reboot eu eu!\n"
+
+
+def test_the_worker_environment_is_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PF_DATABASE_URL", "postgresql://secret@db/x")
+    outcome = registries.invoke(
+        CliExecutor(),
+        context_for(
+            {"name": "s", "type": "cli", "shell": True, "command": "echo ${PF_DATABASE_URL:-none}"}
+        ),
+    )
+    assert outcome.output["stdout"] == "none\n"
+
+
+def test_json_output_adds_fields() -> None:
+    outcome = run_cli(
+        {"command": ["echo", '{"restarts": 3, "stdout": "shadow"}'], "output": "json"}
+    )
+    assert outcome.output["restarts"] == 3
+    assert outcome.output["stdout"].startswith("{")
+    assert outcome.output["json"] == {"restarts": 3, "stdout": "shadow"}
+
+
+def test_json_output_that_is_not_json_is_permanent() -> None:
+    outcome = run_cli({"command": ["echo", "nope"], "output": "json"})
+    assert (outcome.ok, outcome.temporary) == (False, False)
+    assert "stdout is not JSON" in (outcome.error or "")
+
+
+def test_non_zero_exit_is_temporary_and_keeps_output() -> None:
+    outcome = run_cli({"command": ["sh", "-c", "echo out; echo err >&2; exit 4"]})
+    assert (outcome.ok, outcome.temporary) == (False, True)
+    assert outcome.output == {"stdout": "out\n", "stderr": "err\n", "exit_code": 4}
+    assert outcome.error == "command exited with code 4: err"
+
+
+def test_output_is_bounded() -> None:
+    outcome = run_cli({"command": ["sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a"]}, limit=100)
+    assert outcome.output["stdout"] == "a" * 100
+    assert outcome.output["truncated_bytes"] == 99900
+
+
+def test_timeout_kills_the_process_group() -> None:
+    outcome = run_cli({"shell": True, "command": "sleep 30 & sleep 30"}, timeout=0.2)
+    assert (outcome.ok, outcome.temporary) == (False, True)
+    assert "timed out after 0.2s" in (outcome.error or "")
+
+
+def test_missing_command_is_permanent() -> None:
+    outcome = run_cli({"command": ["/no/such/binary"]})
+    assert (outcome.ok, outcome.temporary) == (False, False)
+
+
+def test_unconfigured_runner_is_permanent() -> None:
+    outcome = run_cli({"command": ["true"], "runner": "kubernetes"})
+    assert outcome.error == "step 's': runner 'kubernetes' is not configured in this engine"
+
+
+def test_conditional_chooses_a_branch() -> None:
+    ctx = context_for(
+        {
+            "name": "c",
+            "type": "conditional",
+            "condition": "alert.labels.pod is string",
+            "then": {"stop": "succeeded", "message": "fine"},
+        }
+    )
+    outcome = registries.invoke(ConditionalExecutor(), ctx)
+    assert outcome.output == {
+        "result": True,
+        "branch": "then",
+        "message": "fine",
+        "stop": "succeeded",
+    }
+    assert outcome.directive is not None
+    assert outcome.directive.stop == "succeeded"
+
+
+def test_conditional_errors_are_permanent() -> None:
+    ctx = context_for({"name": "c", "type": "conditional", "condition": "alert.nope"})
+    outcome = registries.invoke(ConditionalExecutor(), ctx)
+    assert (outcome.ok, outcome.temporary) == (False, False)
+    assert "step 'c' condition: expression 'alert.nope'" in (outcome.error or "")
+
+
+def test_permanent_error_type_is_shared() -> None:
+    assert issubclass(registries.StepNotAvailableError, PermanentError)
