@@ -1,0 +1,145 @@
+"""Workflow runs as the read API shows them (``/api/v1/runs/<id>``, alert details).
+
+Owned by the engine, which defines what a run and its steps mean; served by the
+ingest API, which calls these functions. Plain dicts of JSON types come out, so the
+API only has to ``jsonify`` them. Reads only: nothing here changes a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared.db.models import SinkDelivery, StepRun, WorkflowRun
+
+_RUNS = cast(sa.Table, WorkflowRun.__table__)
+_STEPS = cast(sa.Table, StepRun.__table__)
+_DELIVERIES = cast(sa.Table, SinkDelivery.__table__)
+
+_RUN_COLUMNS = (
+    _RUNS.c.id,
+    _RUNS.c.workflow_name,
+    _RUNS.c.namespace,
+    _RUNS.c.source_name,
+    _RUNS.c.alert_id,
+    _RUNS.c.trigger,
+    _RUNS.c.phase,
+    _RUNS.c.steps_completed,
+    _RUNS.c.total_steps,
+    _RUNS.c.current_step,
+    _RUNS.c.outputs,
+    _RUNS.c.error,
+    _RUNS.c.message,
+    _RUNS.c.created_at,
+    _RUNS.c.started_at,
+    _RUNS.c.completed_at,
+)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def _step(row: Any) -> dict[str, Any]:
+    values = row._mapping
+    return {
+        "index": values["index"],
+        "name": values["name"],
+        "type": values["type"],
+        "phase": values["phase"],
+        "attempts": values["attempts"],
+        "output": values["output"],
+        "error": values["error"],
+        "started_at": _iso(values["started_at"]),
+        "completed_at": _iso(values["completed_at"]),
+        "duration_seconds": _seconds(values["started_at"], values["completed_at"]),
+    }
+
+
+def _run(row: Any, steps: Iterable[Any]) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "workflow": {"name": row.workflow_name, "namespace": row.namespace},
+        "source_name": row.source_name,
+        "alert_id": str(row.alert_id) if row.alert_id is not None else None,
+        "trigger": row.trigger,
+        "phase": row.phase,
+        "steps_completed": row.steps_completed,
+        "total_steps": row.total_steps,
+        "current_step": row.current_step,
+        "outputs": row.outputs,
+        "error": row.error,
+        "message": row.message,
+        "created_at": _iso(row.created_at),
+        "started_at": _iso(row.started_at),
+        "completed_at": _iso(row.completed_at),
+        "duration_seconds": _seconds(row.started_at, row.completed_at),
+        "steps": [_step(step) for step in steps],
+    }
+
+
+def _steps_of(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
+    by_run: dict[uuid.UUID, list[Any]] = {run_id: [] for run_id in run_ids}
+    if run_ids:
+        rows = session.execute(
+            sa.select(_STEPS)
+            .where(_STEPS.c.run_id.in_(run_ids))
+            .order_by(_STEPS.c.run_id, _STEPS.c.index)
+        ).all()
+        for row in rows:
+            by_run[row.run_id].append(row)
+    return by_run
+
+
+def run_detail(session: Session, run_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """One run with its steps and sink deliveries, or None if there is no such run."""
+    try:
+        key = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+    except ValueError:
+        return None
+    row = session.execute(sa.select(*_RUN_COLUMNS).where(_RUNS.c.id == key)).first()
+    if row is None:
+        return None
+    detail = _run(row, _steps_of(session, [key])[key])
+    deliveries = session.execute(
+        sa.select(_DELIVERIES).where(_DELIVERIES.c.run_id == key).order_by(_DELIVERIES.c.sink_name)
+    ).all()
+    detail["deliveries"] = [
+        {
+            "id": str(delivery.id),
+            "sink": delivery.sink_name,
+            "phase": delivery.phase,
+            "attempts": delivery.attempts,
+            "error": delivery.error,
+            "created_at": _iso(delivery.created_at),
+            "sent_at": _iso(delivery.sent_at),
+        }
+        for delivery in deliveries
+    ]
+    return detail
+
+
+def runs_for_alert(session: Session, alert_id: uuid.UUID | str) -> list[dict[str, Any]]:
+    """The runs an alert started, newest first, each with its steps."""
+    try:
+        key = alert_id if isinstance(alert_id, uuid.UUID) else uuid.UUID(str(alert_id))
+    except ValueError:
+        return []
+    rows = session.execute(
+        sa.select(*_RUN_COLUMNS)
+        .where(_RUNS.c.alert_id == key)
+        .order_by(_RUNS.c.created_at.desc(), _RUNS.c.id)
+    ).all()
+    steps = _steps_of(session, [row.id for row in rows])
+    return [_run(row, steps[row.id]) for row in rows]
