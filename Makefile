@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest migrate clean crds validate
+.PHONY: help install test lint format run bench-ingest bench-engine migrate clean crds validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
 
 bench-ingest: $(STAMP) ## ingest throughput and latency vs a bare Flask endpoint (SQLite, PostgreSQL)
 	$(BIN)/python bench/ingest.py
+
+bench-engine: $(STAMP) ## engine latency (alert -> first step at 100/s, 5 steps vs bare Celery chain) on Redis
+	$(BIN)/python bench/engine.py
 
 clean: ## remove the venv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

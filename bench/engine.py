@@ -1,0 +1,369 @@
+"""Engine benchmark: workflow runs on real Redis against a bare Celery chain.
+
+Run with ``make bench-engine`` (or ``python bench/engine.py --help``). For each
+database (SQLite file, PostgreSQL when reachable) it starts ``punchingfist engine``
+(prefork) on Redis database 12 and measures:
+
+1. cold start: worker process spawned -> first step running, with a start already
+   queued;
+2. alert accepted -> first step running, at a steady rate (default 100 alerts/s):
+   each alert is written the way ingest writes it (alert + Pending run in one
+   transaction), committed, and its ``engine.start_workflows`` message published;
+   "accepted" is the commit, "running" is the step's ``started_at`` as the worker
+   claimed it (same host clock);
+3. a Workflow of 5 conditional steps that always pass, run one at a time: time
+   from publishing the start to the run's ``completed_at``, against a bare Celery
+   chain of 5 no-op tasks on an identical worker (same app options, same Redis).
+
+Prints a markdown table; raw figures go to bench/results/engine.json. Figures are
+reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from celery import Celery, chain  # noqa: E402
+
+from shared import settings as settings_module  # noqa: E402
+from shared.db import migrate, resources  # noqa: E402
+from shared.db.engines import make_engine, make_session_factory  # noqa: E402
+from shared.db.models import Alert, StepRun, WorkflowRun, utcnow  # noqa: E402
+from shared.queueing import ENGINE_QUEUE, START_WORKFLOWS, make_celery  # noqa: E402
+
+REDIS_URL = os.environ.get("PF_BENCH_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/12")
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BARE_QUEUE = "bare"
+
+
+def _bare_app() -> Celery:
+    """The same Celery options as the engine (shared factory), with one no-op task."""
+    config = settings_module.from_env({"PF_BROKER_URL": REDIS_URL})
+    app = make_celery(config, name="bench-bare")
+
+    @app.task(name="bench.noop", bind=True)
+    def noop(self: Any, token: str | None = None) -> None:
+        if token is not None:  # the last link records when the chain ended
+            client = redis.Redis.from_url(REDIS_URL)
+            client.set(f"bench:done:{token}", repr(time.time()))
+            client.close()
+
+    return app
+
+
+bare_app = _bare_app()
+
+ONE_STEP = {"steps": [{"name": "first", "type": "cli", "command": ["true"]}]}
+FIVE_CONDITIONALS = {
+    "steps": [
+        {"name": f"c{i}", "type": "conditional", "condition": "alert.severity == 'critical'"}
+        for i in range(5)
+    ]
+}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(settings_module.DatabaseSettings(url=url))
+        self.sessions = make_session_factory(self.engine)
+
+    def add_run(self, workflow: str) -> uuid.UUID:
+        now = utcnow()
+        alert_id, run_id = uuid.uuid4(), uuid.uuid4()
+        fingerprint = uuid.uuid4().hex[:16]
+        labels = {"alertname": "Bench", "severity": "critical"}
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.insert(Alert.__table__).values(
+                    id=alert_id,
+                    fingerprint=fingerprint,
+                    starts_at=now,
+                    status="received",
+                    severity="critical",
+                    alert_name="Bench",
+                    labels=labels,
+                    annotations={},
+                    source_name="bench",
+                )
+            )
+            session.execute(
+                sa.insert(WorkflowRun.__table__).values(
+                    id=run_id,
+                    workflow_name=workflow,
+                    namespace="default",
+                    source_name="bench",
+                    alert_id=alert_id,
+                    phase="Pending",
+                    input_context={
+                        "alert": {
+                            "labels": labels,
+                            "severity": "critical",
+                            "fingerprint": fingerprint,
+                        },
+                        "source": {"name": "bench", "namespace": "default", "context": {}},
+                    },
+                    context={},
+                )
+            )
+        return run_id
+
+    def first_step_started(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+        table = StepRun.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table.c.run_id, table.c.started_at).where(
+                    table.c.run_id.in_(run_ids), table.c.index == 0, table.c.started_at.is_not(None)
+                )
+            ).all()
+        return {row.run_id: row.started_at for row in rows}
+
+    def completed(self, run_id: uuid.UUID) -> Any:
+        table = WorkflowRun.__table__
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(table.c.phase, table.c.completed_at, table.c.error).where(
+                    table.c.id == run_id
+                )
+            ).first()
+
+
+def wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while (value := predicate()) is None or value is False:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.001)
+    return value
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    print(f"## {label}", file=sys.stderr)
+    migrate.upgrade(make_engine(settings_module.DatabaseSettings(url=url)))
+    store = Store(url)
+    with store.sessions.begin() as session:
+        resources.upsert(session, "Workflow", "default", "one-step", ONE_STEP)
+        resources.upsert(session, "Workflow", "default", "five", FIVE_CONDITIONALS)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    config = settings_module.from_env({"PF_BROKER_URL": REDIS_URL, "PF_DATABASE_URL": url})
+    sender = make_celery(config, name="bench-sender")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
+    env.update(
+        PF_DATABASE_URL=url,
+        PF_BROKER_URL=REDIS_URL,
+        PF_VAR_DIR=str(workdir / "var"),
+        PF_LOG_LEVEL="WARNING",
+        PF_ENGINE_CONCURRENCY=str(args.concurrency),
+        PYTHONPATH=str(ROOT),
+    )
+
+    def publish(run_ids: list[uuid.UUID]) -> None:
+        sender.send_task(START_WORKFLOWS, args=[[str(r) for r in run_ids]], queue=ENGINE_QUEUE)
+
+    # 1. cold start: a start is waiting when the worker process is spawned.
+    cold_run = store.add_run("one-step")
+    publish([cold_run])
+    spawned = utcnow()
+    worker = spawn(
+        [sys.executable, "-m", "services.cli", "engine"], env, workdir / f"engine-{label}.log"
+    )
+    try:
+        started = wait(lambda: store.first_step_started([cold_run]).get(cold_run), 60, "cold start")
+        cold = (started - spawned).total_seconds() * 1000
+        time.sleep(1.0)  # let every pool process finish starting
+
+        # 2. alert accepted -> first step running, at a steady rate.
+        accepted: dict[uuid.UUID, dt.datetime] = {}
+        interval = 1.0 / args.rate
+        next_at = time.monotonic()
+        for _ in range(int(args.rate * args.seconds)):
+            run_id = store.add_run("one-step")
+            accepted[run_id] = utcnow()
+            publish([run_id])
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        achieved = len(accepted) / (time.monotonic() - (next_at - len(accepted) * interval))
+        ids = list(accepted)
+        wait(lambda: len(store.first_step_started(ids)) == len(ids) or None, 120, "first steps")
+        started_at = store.first_step_started(ids)
+        latencies = [(started_at[r] - accepted[r]).total_seconds() * 1000 for r in ids]
+
+        # 3. five conditional steps, one run at a time.
+        wait(lambda: client.llen(ENGINE_QUEUE) == 0 or None, 60, "queue drain")
+        time.sleep(1.0)
+        totals = []
+        for _ in range(args.chains):
+            run_id = store.add_run("five")
+            sent = utcnow()
+            publish([run_id])
+            row = wait(
+                lambda run_id=run_id: (r := store.completed(run_id)) and r.completed_at and r,
+                30,
+                "five-step run",
+            )
+            if row.phase != "Succeeded":
+                raise SystemExit(f"five-step run ended {row.phase}: {row.error}")
+            totals.append((row.completed_at - sent).total_seconds() * 1000)
+    finally:
+        stop(worker)
+
+    # The bare chain: an identical prefork worker, 5 no-op tasks.
+    bare = spawn(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.engine:bare_app",
+            "worker",
+            "--queues",
+            BARE_QUEUE,
+            "--concurrency",
+            str(args.concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env,
+        workdir / f"bare-{label}.log",
+    )
+    bare_totals = []
+    try:
+        for i in range(args.chains + 5):
+            token = uuid.uuid4().hex
+            links = [
+                bare_app.signature("bench.noop", queue=BARE_QUEUE, immutable=True) for _ in range(4)
+            ]
+            links.append(
+                bare_app.signature(
+                    "bench.noop", kwargs={"token": token}, queue=BARE_QUEUE, immutable=True
+                )
+            )
+            sent_at = time.time()
+            chain(*links, app=bare_app).apply_async()
+            done = wait(lambda token=token: client.get(f"bench:done:{token}"), 30, "bare chain")
+            if i >= 5:  # the first chains warm the pool up
+                bare_totals.append((float(done) - sent_at) * 1000)
+    finally:
+        stop(bare)
+        client.flushdb()
+        client.close()
+    result = {
+        "database": label,
+        "cold_start_ms": round(cold, 1),
+        "rate_target": args.rate,
+        "rate_achieved": round(achieved, 1),
+        "alerts": len(latencies),
+        "first_step_p50_ms": round(percentile(latencies, 50), 2),
+        "first_step_p99_ms": round(percentile(latencies, 99), 2),
+        "first_step_max_ms": round(max(latencies), 2),
+        "five_steps_p50_ms": round(statistics.median(totals), 2),
+        "bare_chain5_p50_ms": round(statistics.median(bare_totals), 2),
+    }
+    result["per_step_ms"] = round(result["five_steps_p50_ms"] / 5, 2)
+    result["bare_per_step_ms"] = round(result["bare_chain5_p50_ms"] / 5, 2)
+    result["ratio_per_step"] = round(result["per_step_ms"] / result["bare_per_step_ms"], 2)
+    print(json.dumps(result), file=sys.stderr)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=100.0, help="alerts per second (default 100)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load (default 10)")
+    parser.add_argument(
+        "--chains", type=int, default=50, help="five-step runs and bare chains (default 50)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="pool processes per worker")
+    parser.add_argument("--sqlite-only", action="store_true")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="pf-bench-engine-") as tmp:
+        workdir = Path(tmp)
+        results.append(bench_database("sqlite", f"sqlite:///{workdir}/bench.db", args, workdir))
+        if not args.sqlite_only:
+            name = f"pf_bench_{uuid.uuid4().hex[:8]}"
+            admin = make_engine(
+                settings_module.DatabaseSettings(url=POSTGRES_ADMIN)
+            ).execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            except sa.exc.OperationalError as exc:
+                print(f"PostgreSQL not reachable, skipped: {exc}", file=sys.stderr)
+            else:
+                try:
+                    url = sa.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(False)
+                    results.append(bench_database("postgresql", url, args, workdir))
+                finally:
+                    with admin.connect() as conn:
+                        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "engine.json").write_text(json.dumps(results, indent=2))
+    print(
+        "| database | cold start -> first task | alert -> first step p50 / p99 (max) "
+        "| 5 steps p50 | bare chain of 5 p50 | per step vs bare |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['database']} | {r['cold_start_ms']:.0f} ms "
+            f"| {r['first_step_p50_ms']} / {r['first_step_p99_ms']} ({r['first_step_max_ms']}) ms "
+            f"at {r['rate_achieved']}/s "
+            f"| {r['five_steps_p50_ms']} ms | {r['bare_chain5_p50_ms']} ms "
+            f"| {r['per_step_ms']} vs {r['bare_per_step_ms']} ms = {r['ratio_per_step']}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
