@@ -37,6 +37,7 @@ RUN_COMPONENTS: tuple[tuple[str, Sequence[str]], ...] = (
     ("controller", ("controller",)),
     ("ingest", ("ingest",)),
     ("engine", ("engine",)),
+    ("scheduler", ("scheduler",)),
 )
 
 

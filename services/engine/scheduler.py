@@ -1,0 +1,164 @@
+"""``punchingfist scheduler``: start the Workflows of schedule Sources on their ticks.
+
+Every pass reads the schedule Sources from the store and, for each one whose cron
+tick is due, inserts in one transaction: the tick (unique per Source and instant),
+a Pending run (trigger "schedule") and its ``engine.start_workflow`` outbox entry.
+A replica that loses the race on the tick's unique key rolls its savepoint back and
+starts nothing, so a tick starts one run however many schedulers run. The engine
+then treats the run like any other (limits, steps, sinks).
+
+The run's context has ``source`` (name, namespace, context) and ``schedule``
+(tick, cron, timezone); there is no ``alert``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import uuid
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.engine.core import schedules
+from shared import outbox, queueing
+from shared.db import resources
+from shared.db.engines import make_engine, make_session_factory
+from shared.db.models import ScheduleTick, WorkflowRun, utcnow
+from shared.errors import ConfigError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        publisher: queueing.Publisher | None,
+        *,
+        outbox_lease: float,
+    ) -> None:
+        self._sessions = session_factory
+        self._publisher = publisher
+        self._outbox_lease = outbox_lease
+
+    def run_pass(self, now: dt.datetime | None = None) -> list[uuid.UUID]:
+        """Start every due tick this replica wins; returns the runs it created."""
+        now = now or utcnow()
+        with self._sessions() as session:
+            sources = [
+                (namespace, name, spec)
+                for namespace, name, spec in resources.list_specs(session, "Source")
+                if spec.get("type") == "schedule" and spec.get("triggerWorkflow")
+            ]
+        started = []
+        for namespace, name, spec in sources:
+            config = spec.get("config") or {}
+            try:
+                tick = schedules.due_tick(
+                    str(config.get("cron", "")), str(config.get("timezone") or "UTC"), now
+                )
+            except ConfigError as exc:
+                log.warning(
+                    "schedule Source skipped",
+                    extra={"source": f"{namespace}/{name}", "error": str(exc)},
+                )
+                continue
+            if tick is None:
+                continue
+            run_id = self._claim(namespace, name, spec, tick, now)
+            if run_id is not None:
+                started.append(run_id)
+        return started
+
+    def _claim(
+        self, namespace: str, name: str, spec: dict[str, Any], tick: dt.datetime, now: dt.datetime
+    ) -> uuid.UUID | None:
+        config = spec.get("config") or {}
+        run_id = uuid.uuid4()
+        with self._sessions.begin() as session:
+            try:
+                with session.begin_nested():
+                    session.execute(
+                        sa.insert(cast(sa.Table, ScheduleTick.__table__)).values(
+                            source_namespace=namespace,
+                            source_name=name,
+                            tick_at=tick,
+                            run_id=run_id,
+                            created_at=now,
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                return None  # another replica (or an earlier pass) has this tick
+            session.execute(
+                sa.insert(cast(sa.Table, WorkflowRun.__table__)).values(
+                    id=run_id,
+                    workflow_name=spec["triggerWorkflow"],
+                    namespace=namespace,
+                    source_name=name,
+                    alert_id=None,
+                    trigger="schedule",
+                    phase="Pending",
+                    input_context={
+                        "source": {
+                            "name": name,
+                            "namespace": namespace,
+                            "context": dict(spec.get("context") or {}),
+                        },
+                        "schedule": {
+                            "tick": tick.isoformat(),
+                            "cron": config.get("cron"),
+                            "timezone": config.get("timezone") or "UTC",
+                        },
+                    },
+                    context={},
+                    created_at=now,
+                )
+            )
+            tasks = outbox.add(
+                session,
+                [(queueing.START_WORKFLOW, queueing.ENGINE_QUEUE, [str(run_id)])],
+                self._outbox_lease,
+            )
+        log.info(
+            "schedule tick started a run",
+            extra={
+                "source": f"{namespace}/{name}",
+                "tick": tick.isoformat(),
+                "run_id": str(run_id),
+            },
+        )
+        if self._publisher is not None:
+            outbox.mark_published(self._sessions, outbox.publish_now(self._publisher, tasks))
+        return run_id
+
+
+def run_forever(config: Settings) -> int:
+    """Run passes every ``PF_SCHEDULER_INTERVAL`` seconds until SIGTERM/SIGINT."""
+    engine = make_engine(config.database)
+    sessions = make_session_factory(engine)
+    app = queueing.make_celery(config, name="punchingfist-scheduler")
+    scheduler = Scheduler(
+        sessions,
+        queueing.Publisher(app, config.broker.publish_backoff),
+        outbox_lease=config.outbox.lease_seconds,
+    )
+    stopped = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("scheduler running", extra={"interval": config.engine.scheduler_interval})
+    while not stopped.wait(config.engine.scheduler_interval):
+        try:
+            scheduler.run_pass()
+        except Exception:  # a database hiccup must not stop the schedule
+            log.exception("scheduler pass failed")
+    engine.dispose()
+    return 0
