@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from shared.queueing import Publisher
 
 log = logging.getLogger(__name__)
 _OUTBOX = cast(sa.Table, OutboxEntry.__table__)
+_INSERT = sa.insert(_OUTBOX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +38,9 @@ class PendingTask:
 
 
 def add(
-    session: Session, tasks: Sequence[tuple[str, str, list[Any]]], lease_seconds: float
+    session: Session | sa.Connection,
+    tasks: Sequence[tuple[str, str, list[Any]]],
+    lease_seconds: float,
 ) -> list[PendingTask]:
     """Insert (task_name, queue, args) entries in the session's transaction.
 
@@ -48,7 +52,7 @@ def add(
     available = now + dt.timedelta(seconds=lease_seconds)
     pending = [PendingTask(uuid.uuid4(), name, queue, args) for name, queue, args in tasks]
     session.execute(
-        sa.insert(_OUTBOX),
+        _INSERT,
         [
             {
                 "id": task.id,
@@ -70,14 +74,13 @@ def _mark_published(session: Session, ids: Sequence[uuid.UUID]) -> None:
 
 
 def _send(publisher: Publisher, tasks: Sequence[PendingTask]) -> tuple[list[uuid.UUID], str | None]:
-    sent: list[uuid.UUID] = []
-    for task in tasks:
-        try:
-            publisher.publish(task.task_name, task.queue, task.args, task_id=str(task.id))
-        except TemporaryError as exc:
-            return sent, str(exc)
-        sent.append(task.id)
-    return sent, None
+    try:
+        publisher.publish_many(
+            [(task.task_name, task.queue, task.args, str(task.id)) for task in tasks]
+        )
+    except TemporaryError as exc:
+        return [], str(exc)
+    return [task.id for task in tasks], None
 
 
 def publish_now(publisher: Publisher, tasks: Sequence[PendingTask]) -> list[uuid.UUID]:
@@ -186,6 +189,56 @@ def relay_once(
     elif sent:
         log.info("outbox relay published", extra={"count": len(sent)})
     return len(sent)
+
+
+class BackgroundPublisher(threading.Thread):
+    """Publishes committed entries off the request thread, in batches.
+
+    A request hands its entries over and answers at once; this thread sends
+    whatever has gathered in one pipelined batch and queues the marks. Entries
+    lost with the process (or not sent while the broker is down) stay unpublished
+    in the store, and the relay sends them when their lease runs out.
+    """
+
+    def __init__(self, publisher: Publisher, marks: PublishedMarks, max_batch: int) -> None:
+        super().__init__(name="outbox-publisher", daemon=True)
+        self._publisher = publisher
+        self._marks = marks
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[PendingTask | None] = queue.SimpleQueue()
+        self.published = 0
+
+    def submit(self, tasks: Sequence[PendingTask]) -> None:
+        for task in tasks:
+            self._queue.put(task)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                sent = publish_now(self._publisher, batch)
+                self._marks.add(sent)
+                self.published += len(sent)
+            except Exception:  # the publisher thread must outlive any one batch
+                log.exception("background publish failed; the relay will retry")
+            if stopping:
+                return
 
 
 class Relay(threading.Thread):

@@ -83,10 +83,26 @@ class Publisher:
         return time.monotonic() >= self._paused_until
 
     def publish(self, task_name: str, queue: str, args: Sequence[Any], task_id: str) -> None:
+        self.publish_many([(task_name, queue, args, task_id)])
+
+    def publish_many(self, messages: Sequence[tuple[str, str, Sequence[Any], str]]) -> None:
+        """Send (task name, queue, args, task id) messages in one batch.
+
+        On Redis the batch is one pipelined round trip. All or nothing as far as the
+        caller knows: after a failure some may have gone out, which the idempotent
+        consumers absorb when the relay sends them again.
+        """
         try:
-            self._app.send_task(
-                task_name, args=list(args), queue=queue, task_id=task_id, retry=False
-            )
+            with self._app.producer_or_acquire() as producer, producer.batch():
+                for task_name, queue, args, task_id in messages:
+                    self._app.send_task(
+                        task_name,
+                        args=list(args),
+                        queue=queue,
+                        task_id=task_id,
+                        retry=False,
+                        producer=producer,
+                    )
         except Exception as exc:  # kombu raises many types for one cause: broker unreachable
             self._paused_until = time.monotonic() + self._backoff
             raise TemporaryError(f"broker unavailable: {exc}", delay=self._backoff) from exc

@@ -25,7 +25,8 @@ from services.ingest import intake
 
 if TYPE_CHECKING:
     from services.ingest.app import IngestState
-from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun
+from shared import runs as shared_runs
+from shared.db.models import Alert, AlertSourceEvent, SourceEvent
 from shared.domain.alerts import AlertStatus
 from shared.domain.webhooks import parse_notification
 from shared.errors import SecretError, ValidationError
@@ -36,7 +37,6 @@ blueprint = Blueprint("ingest", __name__)
 _ALERTS = cast(sa.Table, Alert.__table__)
 _EVENTS = cast(sa.Table, SourceEvent.__table__)
 _LINKS = cast(sa.Table, AlertSourceEvent.__table__)
-_RUNS = cast(sa.Table, WorkflowRun.__table__)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}\Z")
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -105,7 +105,7 @@ def receive_webhook(path: str) -> tuple[Response, int]:
     # relay may take the entries at once instead of waiting out a lease.
     publishing = ingest.publisher.available
     result = intake.record(
-        ingest.sessions,
+        ingest.engine,
         source,
         notification,
         body,
@@ -277,9 +277,7 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
             .where(_LINKS.c.alert_id == key)
             .order_by(_EVENTS.c.received_at)
         ).all()
-        runs = session.execute(
-            sa.select(_RUNS).where(_RUNS.c.alert_id == key).order_by(_RUNS.c.created_at)
-        ).all()
+        runs = shared_runs.runs_for_alert(session, key)
     body = _alert_json(row)
     body["sourceEvents"] = [
         {
@@ -290,17 +288,18 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
         }
         for event in events
     ]
-    body["workflowRuns"] = [
-        {
-            "id": str(run.id),
-            "workflow": run.workflow_name,
-            "phase": run.phase,
-            "stepsCompleted": run.steps_completed,
-            "totalSteps": run.total_steps,
-            "error": run.error,
-            "createdAt": _iso(run.created_at),
-            "completedAt": _iso(run.completed_at),
-        }
-        for run in runs
-    ]
+    body["workflowRuns"] = runs
     return jsonify(body), 200
+
+
+@blueprint.get("/api/v1/runs/<run_id>")
+def get_run(run_id: str) -> tuple[Response, int]:
+    try:
+        key = uuid.UUID(run_id)
+    except ValueError:
+        return _error(400, "run id must be a UUID")
+    with _state().read_sessions() as session:
+        run = shared_runs.run_detail(session, key)
+    if run is None:
+        return _error(404, f"no run {run_id}")
+    return jsonify(run), 200

@@ -39,6 +39,7 @@ class IngestState:
     publisher: queueing.Publisher
     metrics: IngestMetrics
     published: outbox.PublishedMarks = dataclasses.field(default_factory=outbox.PublishedMarks)
+    background: outbox.BackgroundPublisher | None = None
 
     def relay_once(self) -> int:
         self.published.flush(self.sessions)
@@ -52,6 +53,10 @@ class IngestState:
         return sent
 
     def publish(self, tasks: Sequence[outbox.PendingTask]) -> int:
+        """Send committed entries: handed to the background publisher when it runs."""
+        if self.background is not None and self.publisher.available:
+            self.background.submit(tasks)
+            return len(tasks)
         sent = outbox.publish_now(self.publisher, tasks)
         self.published.add(sent)
         return len(sent)
@@ -64,6 +69,13 @@ class IngestState:
         relay = outbox.Relay(self.relay_once, self.settings.outbox.relay_interval)
         relay.start()
         return relay
+
+    def start_background_publisher(self) -> outbox.BackgroundPublisher:
+        self.background = outbox.BackgroundPublisher(
+            self.publisher, self.published, self.settings.outbox.batch_size
+        )
+        self.background.start()
+        return self.background
 
 
 def state() -> IngestState:

@@ -93,6 +93,7 @@ def _post_worker_init(worker: Any) -> None:
     from services.ingest.app import EXTENSION
 
     ingest_state = worker.wsgi.extensions[EXTENSION]
+    ingest_state.start_background_publisher()
     ingest_state.start_relay()
 
 
@@ -102,6 +103,9 @@ def _worker_exit(_server: Any, worker: Any) -> None:
 
     ingest_state = worker.wsgi.extensions[EXTENSION] if worker.wsgi else None
     if ingest_state is not None:
+        if ingest_state.background is not None:
+            ingest_state.background.stop()
+            ingest_state.background.join(timeout=5)
         try:
             ingest_state.published.flush(ingest_state.sessions)
         except Exception:  # a dying worker must not hang on the store

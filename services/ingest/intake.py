@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
 
 from shared import outbox, queueing
+from shared.db.engines import write_lock
 from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun, utcnow
 from shared.domain.alerts import AlertStatus, IncomingAlert, Notification, transition
 from shared.domain.sources import Source
@@ -27,6 +27,35 @@ _ALERTS = cast(sa.Table, Alert.__table__)
 _EVENTS = cast(sa.Table, SourceEvent.__table__)
 _LINKS = cast(sa.Table, AlertSourceEvent.__table__)
 _RUNS = cast(sa.Table, WorkflowRun.__table__)
+
+# Statements are built once: constructing them per request cost as much as running them.
+_INSERT_EVENT = sa.insert(_EVENTS)
+_INSERT_ALERTS = sa.insert(_ALERTS)
+_INSERT_LINKS = sa.insert(_LINKS)
+_INSERT_RUNS = sa.insert(_RUNS)
+_KNOWN = sa.select(
+    _ALERTS.c.id, _ALERTS.c.fingerprint, _ALERTS.c.starts_at, _ALERTS.c.status
+).where(
+    _ALERTS.c.source_name == sa.bindparam("source"),
+    _ALERTS.c.fingerprint.in_(sa.bindparam("fingerprints", expanding=True)),
+    _ALERTS.c.starts_at.in_(sa.bindparam("starts", expanding=True)),
+)
+_MARK_SEEN = (
+    sa.update(_ALERTS)
+    .where(_ALERTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(
+        last_seen_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+        times_seen=_ALERTS.c.times_seen + 1,
+    )
+)
+_RECENT_RUNS = (
+    sa.select(sa.func.count())
+    .select_from(_RUNS)
+    .where(
+        _RUNS.c.source_name == sa.bindparam("source"), _RUNS.c.created_at > sa.bindparam("since")
+    )
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +88,7 @@ class IntakeResult:
 
 
 def record(
-    session_factory: sessionmaker[Session],
+    engine: sa.Engine,
     source: Source,
     notification: Notification,
     body: Mapping[str, Any],
@@ -68,16 +97,16 @@ def record(
 ) -> IntakeResult:
     """Store the notification; retries once when a concurrent request stored it first."""
     try:
-        return _record_once(session_factory, source, notification, body, lease_seconds)
+        return _record_once(engine, source, notification, body, lease_seconds)
     except sa.exc.IntegrityError:
         # Two AlertManager replicas (HA) send the same group at the same moment: the
         # loser of the unique (source, fingerprint, startsAt) race sees the winner's
         # rows on the second pass and deduplicates against them.
-        return _record_once(session_factory, source, notification, body, lease_seconds)
+        return _record_once(engine, source, notification, body, lease_seconds)
 
 
 def _record_once(
-    session_factory: sessionmaker[Session],
+    engine: sa.Engine,
     source: Source,
     notification: Notification,
     body: Mapping[str, Any],
@@ -89,8 +118,9 @@ def _record_once(
         [alert for alert in notification.alerts if source.alert_filter.admits(alert.labels)]
     )
     filtered = len(notification.alerts) - sum(count for _, count in admitted)
-    with session_factory.begin() as session:
-        known = _known_occurrences(session, source.name, [alert for alert, _ in admitted])
+    # Core on a plain connection: the ORM session added a third to each statement.
+    with write_lock(engine), engine.begin() as connection:
+        known = _known_occurrences(connection, source.name, [alert for alert, _ in admitted])
         new_rows: list[dict[str, Any]] = []
         links: list[dict[str, Any]] = []
         seen_ids: list[uuid.UUID] = []
@@ -114,7 +144,7 @@ def _record_once(
                 {"alert_id": alert_id, "source_event_id": event_id, "status": alert.status}
             )
 
-        allowed = _starts_allowed(session, source, len(starts), now)
+        allowed = _starts_allowed(connection, source, len(starts), now)
         started, rate_limited = starts[:allowed], len(starts) - allowed
         started_ids = {alert_id for alert_id, _ in started}
         for row in new_rows:
@@ -122,33 +152,30 @@ def _record_once(
                 row["workflow_name"] = source.trigger_workflow
         runs = [_run_row(alert_id, alert, source, now) for alert_id, alert in started]
 
-        session.execute(
-            sa.insert(_EVENTS).values(
-                id=event_id,
-                source_name=source.name,
-                source_namespace=source.namespace,
-                source_type=source.type,
-                event_data=dict(body),
-                workflow_triggered=source.trigger_workflow if runs else None,
-                alerts_received=len(notification.alerts),
-                alerts_filtered=filtered,
-                alerts_deduplicated=deduplicated,
-                workflows_started=len(runs),
-                workflows_rate_limited=rate_limited,
-                received_at=now,
-            )
+        connection.execute(
+            _INSERT_EVENT,
+            {
+                "id": event_id,
+                "source_name": source.name,
+                "source_namespace": source.namespace,
+                "source_type": source.type,
+                "event_data": dict(body),
+                "workflow_triggered": source.trigger_workflow if runs else None,
+                "alerts_received": len(notification.alerts),
+                "alerts_filtered": filtered,
+                "alerts_deduplicated": deduplicated,
+                "workflows_started": len(runs),
+                "workflows_rate_limited": rate_limited,
+                "received_at": now,
+            },
         )
         if new_rows:
-            session.execute(sa.insert(_ALERTS), new_rows)
+            connection.execute(_INSERT_ALERTS, new_rows)
         if seen_ids:
-            session.execute(
-                sa.update(_ALERTS)
-                .where(_ALERTS.c.id.in_(seen_ids))
-                .values(last_seen_at=now, times_seen=_ALERTS.c.times_seen + 1, updated_at=now)
-            )
+            connection.execute(_MARK_SEEN, {"ids": seen_ids, "now": now})
         for alert_id, status, alert in resolve:
             change = transition(status, AlertStatus.RESOLVED, at=now)
-            session.execute(
+            connection.execute(
                 sa.update(_ALERTS)
                 .where(_ALERTS.c.id == alert_id)
                 .values(
@@ -159,13 +186,13 @@ def _record_once(
                 )
             )
         if links:
-            session.execute(sa.insert(_LINKS), links)
+            connection.execute(_INSERT_LINKS, links)
         tasks: list[outbox.PendingTask] = []
         if runs:
-            session.execute(sa.insert(_RUNS), runs)
+            connection.execute(_INSERT_RUNS, runs)
             run_ids = [str(run["id"]) for run in runs]
             tasks = outbox.add(
-                session,
+                connection,
                 [(queueing.START_WORKFLOWS, queueing.ENGINE_QUEUE, [run_ids])],
                 lease_seconds,
             )
@@ -201,30 +228,29 @@ def _unique_occurrences(
 
 
 def _known_occurrences(
-    session: Session, source_name: str, alerts: Sequence[IncomingAlert]
+    connection: sa.Connection, source_name: str, alerts: Sequence[IncomingAlert]
 ) -> dict[tuple[str, dt.datetime], tuple[uuid.UUID, str]]:
     if not alerts:
         return {}
-    rows = session.execute(
-        sa.select(_ALERTS.c.id, _ALERTS.c.fingerprint, _ALERTS.c.starts_at, _ALERTS.c.status).where(
-            _ALERTS.c.source_name == source_name,
-            _ALERTS.c.fingerprint.in_({alert.fingerprint for alert in alerts}),
-            _ALERTS.c.starts_at.in_({alert.starts_at for alert in alerts}),
-        )
+    rows = connection.execute(
+        _KNOWN,
+        {
+            "source": source_name,
+            "fingerprints": list({alert.fingerprint for alert in alerts}),
+            "starts": list({alert.starts_at for alert in alerts}),
+        },
     ).all()
     return {(row.fingerprint, row.starts_at): (row.id, row.status) for row in rows}
 
 
-def _starts_allowed(session: Session, source: Source, wanted: int, now: dt.datetime) -> int:
+def _starts_allowed(
+    connection: sa.Connection, source: Source, wanted: int, now: dt.datetime
+) -> int:
     if wanted == 0 or not source.trigger_workflow:
         return 0
     limit = source.start_limit
     since = now - dt.timedelta(seconds=limit.window_seconds)
-    recent = session.execute(
-        sa.select(sa.func.count())
-        .select_from(_RUNS)
-        .where(_RUNS.c.source_name == source.name, _RUNS.c.created_at > since)
-    ).scalar_one()
+    recent = connection.execute(_RECENT_RUNS, {"source": source.name, "since": since}).scalar_one()
     return max(0, min(wanted, limit.max_starts - recent))
 
 

@@ -190,3 +190,42 @@ def test_relay_thread_publishes_without_a_request(
         relay.stop()
         relay.join(timeout=5)
     assert [_task_of(m)[1] for m in private_redis.messages("engine")] == [[response.json["runs"]]]
+
+
+def test_background_publisher_sends_and_marks(
+    make_settings: Callable[..., Any],
+    database_url: str,
+    put_source: Callable[..., None],
+    private_redis: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """The production path: requests hand entries to a publisher thread."""
+    secret = tmp_path / "secrets" / "am"
+    secret.mkdir(parents=True, exist_ok=True)
+    (secret / "token").write_text(TOKEN)
+    settings = make_settings(PF_DATABASE_URL=database_url, PF_BROKER_URL=private_redis.url)
+    put_source()
+    app = create_app(settings)
+    state = app.extensions[EXTENSION]
+    background = state.start_background_publisher()
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    client = app.test_client()
+    runs = []
+    for name in ("01-firing-single.json", "03-firing-group-of-2.json"):
+        runs.append(
+            client.post(
+                "/webhook/alertmanager", data=json.dumps(load_fixture(name)), headers=headers
+            ).json["runs"]
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and background.published < 2:
+        time.sleep(0.02)
+    background.stop()
+    background.join(timeout=5)
+    assert sorted(_task_of(m)[1][0] for m in private_redis.messages("engine")) == sorted(runs)
+    state.published.flush(state.sessions)
+    with state.read_sessions() as session:
+        unpublished = session.execute(
+            sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        ).scalar_one()
+    assert unpublished == 0

@@ -84,3 +84,16 @@ def test_detail_of_unknown_or_malformed_id(client: Any) -> None:
     missing = client.get("/api/v1/alerts/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404
     assert "no alert" in missing.json["error"]
+
+
+def test_run_detail(post: Callable[..., Any], client: Any) -> None:
+    first = post(load_fixture("01-firing-single.json")).json
+    [run_id] = first["runs"]
+    run = client.get(f"/api/v1/runs/{run_id}").json
+    assert run["id"] == run_id
+    assert run["phase"] == "Pending"
+    assert run["steps"] == []
+    assert client.get("/api/v1/runs/nope").status_code == 400
+    missing = client.get("/api/v1/runs/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404
+    assert "no run" in missing.json["error"]
