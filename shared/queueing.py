@@ -50,17 +50,25 @@ def make_celery(settings: Settings, name: str = "punchingfist") -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=settings.broker.publish_timeout,
-        broker_transport_options={
-            "socket_connect_timeout": settings.broker.publish_timeout,
-            "socket_timeout": max(settings.broker.publish_timeout, 5.0),
-            # Redis redelivers an unacked message after this many seconds; longer than
-            # the longest step timeout so that a slow step is not run twice.
-            "visibility_timeout": 3600 * 2,
-        },
+        broker_transport_options=_transport_options(settings),
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    # Only Redis understands these; kombu's SQLAlchemy transport hands every option
+    # to create_engine, which refuses unknown ones.
+    if not settings.broker.url.startswith(("redis://", "rediss://")):
+        return {}
+    return {
+        "socket_connect_timeout": settings.broker.publish_timeout,
+        "socket_timeout": max(settings.broker.publish_timeout, 5.0),
+        # Redis redelivers an unacked message after this many seconds; longer than
+        # the longest step timeout so that a slow step is not run twice.
+        "visibility_timeout": 3600 * 2,
+    }
 
 
 class Publisher:
