@@ -70,12 +70,16 @@ def _bare_app() -> Celery:
 
 bare_app = _bare_app()
 
-ONE_STEP = {"steps": [{"name": "first", "type": "cli", "command": ["true"]}]}
+# The caps stay on (their queries are part of every start) but high enough that a
+# burst at 100 alerts/s is not Skipped.
+LIMITS = {"maxConcurrentRuns": 100000, "maxRunsPerFingerprint": 1}
+ONE_STEP = {"steps": [{"name": "first", "type": "cli", "command": ["true"]}], "limits": LIMITS}
 FIVE_CONDITIONALS = {
     "steps": [
         {"name": f"c{i}", "type": "conditional", "condition": "alert.severity == 'critical'"}
         for i in range(5)
-    ]
+    ],
+    "limits": LIMITS,
 }
 
 

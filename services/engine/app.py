@@ -145,13 +145,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     app.pf_settings = settings
     if runtime is not None:
         app.pf_runtime = runtime
-    if settings.broker.url.startswith(("sqla+", "memory:")):
-        # kombu's virtual transports poll; the default 1 s per hop is a 1 s wait per
-        # step. 50 ms costs one indexed query per idle worker and queue (SQLAlchemy).
-        app.conf.broker_transport_options = {
-            **app.conf.broker_transport_options,
-            "polling_interval": 0.05,
-        }
+    if settings.broker.url.startswith("sqla+"):
+        # kombu's SQLAlchemy transport hands every transport option to
+        # create_engine(), so the Redis socket options of the shared factory must
+        # not reach it, and its polling interval cannot be set as an option. Its
+        # default 1 s poll would add up to a second per step; 50 ms costs one
+        # indexed query per idle worker and queue. Set on the class, in the engine
+        # process only (the embedded default of `make run`).
+        from kombu.transport import sqlalchemy as kombu_sqla
+
+        app.conf.broker_transport_options = {}
+        kombu_sqla.Transport.polling_interval = 0.05
+    elif settings.broker.url.startswith("memory:"):
+        # Same 1 s default poll on the in-memory transport (tests).
+        app.conf.broker_transport_options = {"polling_interval": 0.05}
     from services.engine import tasks
 
     tasks.register(app)
