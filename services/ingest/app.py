@@ -20,7 +20,7 @@ from services.ingest import api
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
 from shared import outbox, queueing, secrets
-from shared.db.engines import make_engine, make_session_factory
+from shared.db.engines import checkpoint, make_engine, make_session_factory
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class IngestState:
 
     def relay_once(self) -> int:
         self.published.flush(self.sessions)
+        # Off the request path: see shared.db.engines.checkpoint.
+        checkpoint(self.engine)
         sent = outbox.relay_once(
             self.sessions,
             self.publisher,

@@ -59,3 +59,19 @@ def test_jsonb_on_postgresql(database_url: str) -> None:
         ).scalar_one()
     engine.dispose()
     assert kind == "jsonb"
+
+
+def test_checkpoint_moves_the_wal_into_the_database(sqlite_url: str) -> None:
+    from pathlib import Path
+
+    from shared.db.engines import checkpoint
+
+    engine = make_engine(DatabaseSettings(url=sqlite_url))
+    database = Path(sa.make_url(sqlite_url).database or "")
+    with engine.connect() as conn:
+        # Fresh migrations sit in the WAL (the autocheckpoint threshold is high).
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+    before = database.stat().st_size
+    checkpoint(engine)
+    assert database.stat().st_size > before
+    engine.dispose()
