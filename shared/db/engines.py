@@ -81,16 +81,20 @@ def _sqlite_engine(url: sa.URL, settings: DatabaseSettings, *, for_writes: bool)
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
-def checkpoint(engine: sa.Engine) -> None:
-    """Copy SQLite's WAL into the database without blocking anyone (no-op elsewhere)."""
+def checkpoint(engine: sa.Engine) -> tuple[int, int]:
+    """Copy SQLite's WAL into the database without blocking anyone (no-op elsewhere).
+
+    Returns (frames in the WAL, frames copied).
+    """
     if engine.dialect.name != "sqlite":
-        return
+        return (0, 0)
     # Outside any transaction: a checkpoint cannot run inside one.
     raw = engine.raw_connection()
     try:
-        raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _busy, frames, copied = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     finally:
         raw.close()
+    return int(frames), int(copied)
 
 
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:

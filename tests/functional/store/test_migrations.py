@@ -62,16 +62,17 @@ def test_jsonb_on_postgresql(database_url: str) -> None:
 
 
 def test_checkpoint_moves_the_wal_into_the_database(sqlite_url: str) -> None:
-    from pathlib import Path
-
     from shared.db.engines import checkpoint
 
     engine = make_engine(DatabaseSettings(url=sqlite_url))
-    database = Path(sa.make_url(sqlite_url).database or "")
-    with engine.connect() as conn:
-        # Fresh migrations sit in the WAL (the autocheckpoint threshold is high).
+    with engine.begin() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
-    before = database.stat().st_size
-    checkpoint(engine)
-    assert database.stat().st_size > before
+        conn.exec_driver_sql(
+            "INSERT INTO resources (kind, namespace, name, spec, generation, origin, updated_at)"
+            " VALUES ('Source', 'default', 'x', '{}', 1, '', '2026-01-01 00:00:00')"
+        )
+    frames, copied = checkpoint(engine)
+    assert frames > 0
+    assert copied == frames
+    assert checkpoint(engine) == (0, 0) or checkpoint(engine)[1] == checkpoint(engine)[0]
     engine.dispose()
