@@ -42,29 +42,55 @@ def folder_reader(root: Path) -> SecretReader:
     return read
 
 
-def kubernetes_reader() -> SecretReader:
-    """Read Secrets through the Kubernetes API (in-cluster config, else kubeconfig)."""
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
+class KubernetesSecrets:
+    """Reads Secrets through the Kubernetes API (a SecretReader with a ``close``).
 
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    api = client.CoreV1Api()
+    Configured from the pod's service account, else the kubeconfig; ``host`` names an
+    API server directly (tests, kubectl proxy).
+    """
 
-    def read(namespace: str, name: str, key: str) -> str:
+    def __init__(self, host: str | None = None) -> None:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        if host is not None:
+            configuration = client.Configuration()
+            configuration.host = host
+            # One quick try: the cache and the sender's retry cover a blip.
+            configuration.retries = 0
+        else:
+            configuration = client.Configuration.get_default_copy()
+            try:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            except ConfigException:
+                try:
+                    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                except (ConfigException, OSError) as exc:
+                    raise SecretError(
+                        f"PF_KUBERNETES_SECRETS is on but no cluster configuration was found: {exc}"
+                    ) from exc
+        self._client = client.ApiClient(configuration)
+        self._api = client.CoreV1Api(self._client)
+
+    def __call__(self, namespace: str, name: str, key: str) -> str:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         try:
-            secret = api.read_namespaced_secret(name, namespace)
+            secret = self._api.read_namespaced_secret(name, namespace, _request_timeout=5)
         except ApiException as exc:
             raise SecretError(f"secret {namespace}/{name}: {exc.status} {exc.reason}") from exc
+        except (HTTPError, OSError) as exc:
+            raise SecretError(f"secret {namespace}/{name}: API server unreachable: {exc}") from exc
         data = secret.data or {}
         if key not in data:
             raise SecretError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode().strip()
 
-    return read
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+        # ApiClient.close leaves urllib3's pooled sockets open.
+        self._client.rest_client.pool_manager.clear()
 
 
 class CachedSecrets:

@@ -99,7 +99,7 @@ def create_app(
     celery = queueing.make_celery(settings, "punchingfist-ingest")
     if secret_reader is None:
         secret_reader = (
-            secrets.kubernetes_reader()
+            secrets.KubernetesSecrets()
             if settings.kubernetes_secrets
             else secrets.folder_reader(settings.secrets_dir)
         )
