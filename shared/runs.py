@@ -61,9 +61,9 @@ def _step(row: Any) -> dict[str, Any]:
         "attempts": values["attempts"],
         "output": values["output"],
         "error": values["error"],
-        "started_at": _iso(values["started_at"]),
-        "completed_at": _iso(values["completed_at"]),
-        "duration_seconds": _seconds(values["started_at"], values["completed_at"]),
+        "startedAt": _iso(values["started_at"]),
+        "completedAt": _iso(values["completed_at"]),
+        "durationSeconds": _seconds(values["started_at"], values["completed_at"]),
     }
 
 
@@ -71,20 +71,20 @@ def _run(row: Any, steps: Iterable[Any]) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "workflow": {"name": row.workflow_name, "namespace": row.namespace},
-        "source_name": row.source_name,
-        "alert_id": str(row.alert_id) if row.alert_id is not None else None,
+        "source": row.source_name,
+        "alertId": str(row.alert_id) if row.alert_id is not None else None,
         "trigger": row.trigger,
         "phase": row.phase,
-        "steps_completed": row.steps_completed,
-        "total_steps": row.total_steps,
-        "current_step": row.current_step,
+        "stepsCompleted": row.steps_completed,
+        "totalSteps": row.total_steps,
+        "currentStep": row.current_step,
         "outputs": row.outputs,
         "error": row.error,
         "message": row.message,
-        "created_at": _iso(row.created_at),
-        "started_at": _iso(row.started_at),
-        "completed_at": _iso(row.completed_at),
-        "duration_seconds": _seconds(row.started_at, row.completed_at),
+        "createdAt": _iso(row.created_at),
+        "startedAt": _iso(row.started_at),
+        "completedAt": _iso(row.completed_at),
+        "durationSeconds": _seconds(row.started_at, row.completed_at),
         "steps": [_step(step) for step in steps],
     }
 
@@ -122,8 +122,8 @@ def run_detail(session: Session, run_id: uuid.UUID | str) -> dict[str, Any] | No
             "phase": delivery.phase,
             "attempts": delivery.attempts,
             "error": delivery.error,
-            "created_at": _iso(delivery.created_at),
-            "sent_at": _iso(delivery.sent_at),
+            "createdAt": _iso(delivery.created_at),
+            "sentAt": _iso(delivery.sent_at),
         }
         for delivery in deliveries
     ]

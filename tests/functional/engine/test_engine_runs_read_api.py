@@ -36,15 +36,15 @@ def test_run_detail_and_runs_for_alert(harness: Harness, inproc: Celery) -> None
     assert detail is not None
     json.dumps(detail)  # JSON types only
     assert detail["id"] == str(run_id)
-    assert detail["alert_id"] == str(alert_id)
+    assert detail["alertId"] == str(alert_id)
     assert detail["workflow"] == {"name": "triage", "namespace": "default"}
-    assert (detail["phase"], detail["steps_completed"], detail["total_steps"]) == ("Failed", 2, 2)
+    assert (detail["phase"], detail["stepsCompleted"], detail["totalSteps"]) == ("Failed", 2, 2)
     assert detail["error"] == "step 'broken' failed: command exited with code 1"
-    assert detail["duration_seconds"] >= 0
+    assert detail["durationSeconds"] >= 0
     look, broken = detail["steps"]
     assert (look["name"], look["phase"], look["attempts"]) == ("look", "Succeeded", 1)
     assert look["output"] == {"stdout": "web-1\n", "stderr": "", "exit_code": 0}
-    assert look["started_at"] is not None
+    assert look["startedAt"] is not None
     assert (broken["phase"], broken["error"]) == ("Failed", "command exited with code 1")
     assert [(d["sink"], d["phase"]) for d in detail["deliveries"]] == [("slack", "Pending")]
     assert len(listed) == 1
