@@ -70,7 +70,11 @@ def run_kubernetes(
     import kopf
 
     controller = config.controller
-    reconciler = make_reconciler(config, secret_check or secret_checks.kubernetes_check())
+    api = None
+    if secret_check is None:
+        api = secret_checks.kubernetes_api()
+        secret_check = secret_checks.kubernetes_check(api)
+    reconciler = make_reconciler(config, secret_check)
     # Equal priorities make kopf freeze every replica; a random one lets exactly one
     # (the highest) work while the others wait for it to go away.
     priority = controller.priority or secrets.randbelow(1_000_000) + 1
@@ -83,15 +87,22 @@ def run_kubernetes(
             "priority": priority,
         },
     )
-    kopf.run(
-        registry=registry,
-        settings=handlers.operator_settings(controller, priority),
-        standalone=standalone,
-        priority=priority,
-        peering_name=controller.peering,
-        clusterwide=not controller.namespaces,
-        namespaces=controller.namespaces,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    settings = handlers.operator_settings(controller, priority, standalone=standalone)
+    try:
+        kopf.run(
+            registry=registry,
+            settings=settings,
+            standalone=standalone,
+            priority=priority,
+            # A peering name makes kopf require the peering object: not when standalone.
+            peering_name=None if standalone else controller.peering,
+            clusterwide=not controller.namespaces,
+            namespaces=controller.namespaces,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if api is not None:
+            api.api_client.close()
+        reconciler.close()
     return 0

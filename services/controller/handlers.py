@@ -29,7 +29,9 @@ FINALIZER = f"{GROUP}/controller"
 RETRY_BACKOFF = 5.0
 
 
-def operator_settings(config: ControllerSettings, priority: int) -> kopf.OperatorSettings:
+def operator_settings(
+    config: ControllerSettings, priority: int, *, standalone: bool = False
+) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -43,7 +45,9 @@ def operator_settings(config: ControllerSettings, priority: int) -> kopf.Operato
     settings.watching.client_timeout = config.watch_timeout + 10
     settings.peering.name = config.peering
     settings.peering.priority = priority
-    settings.peering.mandatory = True
+    # Without the peering object a replica would run unaware of the others: wait.
+    settings.peering.standalone = standalone
+    settings.peering.mandatory = not standalone
     settings.peering.clusterwide = not config.namespaces
     return settings
 

@@ -113,6 +113,12 @@ class Reconciler:
         built = status.build(facts, previous_status, self._clock())
         return Outcome(built, written)
 
+    def close(self) -> None:
+        """Release the database connections."""
+        bind = self._sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
     def remove(self, kind: str, namespace: str, name: str) -> bool:
         with self._sessions.begin() as session:
             removed = db_resources.delete(session, kind, namespace, name)

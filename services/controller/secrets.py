@@ -29,19 +29,22 @@ def folder_check(root: Path) -> checks.SecretCheck:
     return check
 
 
-def kubernetes_check(api: Any = None) -> checks.SecretCheck:
-    """Secrets through the Kubernetes API (in-cluster config, else $KUBECONFIG)."""
+def kubernetes_api() -> Any:
+    """A CoreV1Api (in-cluster config, else $KUBECONFIG); close its ``api_client`` when done."""
     from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
-    from urllib3.exceptions import HTTPError
 
-    if api is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        api = client.CoreV1Api()
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.CoreV1Api()
+
+
+def kubernetes_check(api: Any) -> checks.SecretCheck:
+    """Secrets through the Kubernetes API, with the controller's own credentials."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
     def check(namespace: str, name: str, key: str) -> str | None:
         try:

@@ -8,7 +8,6 @@ defaults applied) is what gets stored and what ingest, engine and notifier read.
 """
 
 # Field names are the resources' own camelCase names, as kubectl shows them.
-# ruff: noqa: N815
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ for it validate today and start working when it arrives.
 """
 
 # Field names are the resources' own camelCase names, as kubectl shows them.
-# ruff: noqa: N815
 
 from __future__ import annotations
 

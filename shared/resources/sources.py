@@ -7,7 +7,6 @@ normalized spec this schema produces.
 """
 
 # Field names are the resources' own camelCase names, as kubectl shows them.
-# ruff: noqa: N815
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ that status patches stay quiet.
 """
 
 # Field names are the resources' own camelCase names, as kubectl shows them.
-# ruff: noqa: N815
 
 from __future__ import annotations
 
