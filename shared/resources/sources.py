@@ -6,7 +6,6 @@ deploys a Source that silently receives nothing. ``shared.domain.sources`` reads
 normalized spec this schema produces.
 """
 
-# Field names are the resources' own camelCase names, as kubectl shows them.
 
 from __future__ import annotations
 

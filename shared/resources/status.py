@@ -7,7 +7,6 @@ database) and this module turns them into ``ready`` and Kubernetes-style
 that status patches stay quiet.
 """
 
-# Field names are the resources' own camelCase names, as kubectl shows them.
 
 from __future__ import annotations
 

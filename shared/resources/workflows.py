@@ -6,7 +6,6 @@ what only the whole Workflow can check: unique step names and conditional branch
 that name steps of the same Workflow.
 """
 
-# Field names are the resources' own camelCase names, as kubectl shows them.
 
 from __future__ import annotations
 
