@@ -7,7 +7,6 @@ judged the same wherever it comes from. The normalized spec (CR field names,
 defaults applied) is what gets stored and what ingest, engine and notifier read.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

@@ -5,7 +5,6 @@ may be in this registry before its implementation exists, so that resources writ
 for it validate today and start working when it arrives.
 """
 
-
 from __future__ import annotations
 
 from typing import Any

@@ -6,7 +6,6 @@ deploys a Source that silently receives nothing. ``shared.domain.sources`` reads
 normalized spec this schema produces.
 """
 
-
 from __future__ import annotations
 
 import zoneinfo

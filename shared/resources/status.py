@@ -7,7 +7,6 @@ database) and this module turns them into ``ready`` and Kubernetes-style
 that status patches stay quiet.
 """
 
-
 from __future__ import annotations
 
 import dataclasses

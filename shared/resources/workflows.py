@@ -6,7 +6,6 @@ what only the whole Workflow can check: unique step names and conditional branch
 that name steps of the same Workflow.
 """
 
-
 from __future__ import annotations
 
 from typing import Any
