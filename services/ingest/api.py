@@ -57,6 +57,14 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     return _error(status, messages.get(status, exc.description or exc.name))
 
 
+@blueprint.app_errorhandler(sa.exc.DBAPIError)
+def _database_error(exc: sa.exc.DBAPIError) -> tuple[Response, int]:
+    # Nothing was committed (the transaction rolled back); a 5xx makes AlertManager
+    # send the notification again, so the alerts are not lost.
+    log.error("database unavailable", extra={"error": str(exc.orig), "path": request.path})
+    return _error(503, "database unavailable; retry later")
+
+
 def _state() -> IngestState:
     # Imported here: app.py imports this module to register the blueprint.
     from services.ingest.app import state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import Callable
@@ -62,3 +63,23 @@ def test_readyz_reports_a_down_broker(make_settings: Callable[..., Any], databas
     assert response.status_code == 503
     assert response.json["checks"]["database"] == "ok"
     assert response.json["checks"]["broker"].startswith("unavailable")
+
+
+def test_database_down_is_503_so_alertmanager_retries(
+    make_settings: Callable[..., Any], tmp_path: Any
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = make_settings(PF_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/nothing")
+    client = create_app(settings).test_client()
+    response = client.post(
+        "/webhook/alertmanager",
+        data=json.dumps(load_fixture("01-firing-single.json")),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 503
+    assert "database unavailable" in response.json["error"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["database"].startswith("unavailable")
