@@ -28,10 +28,12 @@ from celery import Celery, signals
 from celery.canvas import Signature, chain
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.engine import kube
 from services.engine import steps as _steps  # registers the step executors
 from services.engine.core.outcomes import Backoff
 from services.engine.core.templates import Templates
 from services.engine.steps import registries
+from services.engine.steps.kubernetes import JobRunner
 from services.engine.steps.local import LocalRunner
 from services.engine.store import Store
 from shared import outbox, queueing
@@ -98,6 +100,15 @@ class Runtime:
     @staticmethod
     def _default_runners(settings: Settings) -> dict[str, registries.Runner]:
         runners: dict[str, registries.Runner] = {"local": LocalRunner()}
+        # PF_ENGINE_KUBERNETES_API_URL, else in-cluster config, else kubeconfig; with
+        # none of them, steps asking for runner: kubernetes fail as not configured.
+        api_client = kube.api_client_for(settings.engine.kubernetes_api_url)
+        if api_client is not None:
+            runners["kubernetes"] = JobRunner(
+                kube.KubeClient(api_client),
+                namespace=settings.engine.kubernetes_namespace,
+                ttl_seconds=settings.engine.job_ttl_seconds,
+            )
         return runners
 
     @contextlib.contextmanager

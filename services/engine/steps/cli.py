@@ -68,6 +68,12 @@ class CliExecutor(registries.StepExecutor):
                 shell=shell,
                 image=ctx.workflow.runtime.image,
                 label=f"{ctx.run_id}-{ctx.step.index}-{ctx.attempt}",
+                labels={
+                    "run-id": ctx.run_id,
+                    "step": ctx.step.name,
+                    "step-index": str(ctx.step.index),
+                    "attempt": str(ctx.attempt),
+                },
             )
         )
         output: dict[str, Any] = {

@@ -71,6 +71,8 @@ class Command:
     image: str | None = None
     # Stable, unique-per-attempt label for what the runner creates (a Job name).
     label: str = ""
+    # What the command is for (run id, step, attempt), for labelling what it creates.
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Runner(Protocol):
