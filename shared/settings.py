@@ -121,6 +121,10 @@ class ControllerSettings:
     # Peering priority of this replica; 0 picks a random one at start, so that with
     # two replicas exactly one works (equal priorities make kopf freeze both).
     priority: int = 0
+    # Seconds a replica's peering record counts as alive; it is renewed 5-10 s before
+    # it expires (every second when shorter), so a replica that died without saying
+    # so is replaced after at most this long.
+    peering_lifetime: int = 60
     # Post Kubernetes Events for handler failures (kubectl describe shows them).
     post_events: bool = True
     # Seconds the API server keeps one watch request open before kopf re-opens it
@@ -274,6 +278,9 @@ def _controller_from_env(env: Mapping[str, str]) -> ControllerSettings:
         namespaces=_read(env, "PF_CONTROLLER_NAMESPACES", _names, d.namespaces),
         peering=_read(env, "PF_CONTROLLER_PEERING", str, d.peering),
         priority=_read(env, "PF_CONTROLLER_PRIORITY", _non_negative(int), d.priority),
+        peering_lifetime=_read(
+            env, "PF_CONTROLLER_PEERING_LIFETIME", _positive(int), d.peering_lifetime
+        ),
         post_events=_read(env, "PF_CONTROLLER_POST_EVENTS", _boolean, d.post_events),
         watch_timeout=_read(env, "PF_CONTROLLER_WATCH_TIMEOUT", _positive(float), d.watch_timeout),
     )

@@ -45,6 +45,7 @@ def operator_settings(
     settings.watching.client_timeout = config.watch_timeout + 10
     settings.peering.name = config.peering
     settings.peering.priority = priority
+    settings.peering.lifetime = config.peering_lifetime
     # Without the peering object a replica would run unaware of the others: wait.
     settings.peering.standalone = standalone
     settings.peering.mandatory = not standalone
