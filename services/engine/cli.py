@@ -10,6 +10,7 @@ of replicas.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from typing import Any
 
@@ -83,8 +84,25 @@ def serve(args: argparse.Namespace) -> int:
         "--without-gossip",
     ]
     log.info("engine worker starting", extra={"argv": argv})
+    _freeze_imported_objects()
     app.worker_main(argv)
     return 0
+
+
+def _freeze_imported_objects() -> None:
+    """Move what the imports built out of the garbage collector's sight before forking.
+
+    Celery's prefork pool runs a full ``gc.collect()`` before forking each pool
+    process (celery issue #2927); over the ~100,000 objects that Celery,
+    SQLAlchemy and the engine leave behind that is 65-130 ms per process, so
+    several hundred ms of every worker start with 4 processes. Frozen objects are
+    skipped by every later collection (here and in the forked children, which
+    also copy fewer pages because collections no longer write to them); the
+    ``collect`` first means nothing collectable is frozen, so nothing is leaked.
+    This is what the ``gc.freeze`` documentation recommends before fork.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def schedule(args: argparse.Namespace) -> int:
