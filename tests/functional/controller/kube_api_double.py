@@ -1,11 +1,13 @@
 """An HTTP double of the Kubernetes API, just enough for a kopf controller.
 
 Discovery (``/api``, ``/api/v1`` with namespaces, secrets and events, ``/apis``,
-``/apis/punchingfist.io/v1alpha1``), list and watch (chunked JSON lines from a
-resourceVersion, with BOOKMARK events), merge-patch of objects and of ``/status``,
-deletion with finalizers (deletionTimestamp first), secrets and event posting.
-Tests act as ``kubectl`` through the Python methods (``create``, ``update_spec``,
-``delete``); the controller sees only HTTP.
+``/apis/punchingfist.io/v1alpha1``, ``/apis/kopf.dev/v1`` with kopf's peering
+resources), list and watch (chunked JSON lines from a resourceVersion, with BOOKMARK
+events), merge-patch of objects and of ``/status``, deletion with finalizers
+(deletionTimestamp first), secrets and event posting. Tests act as ``kubectl``
+through the Python methods (``create``, ``update_spec``, ``delete``); the controller
+sees only HTTP. Every request is recorded in ``calls`` with the bearer token it
+came with, so that a test giving each replica its own token can tell who did what.
 """
 
 from __future__ import annotations
@@ -18,19 +20,27 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.resources.schemas import GROUP, KINDS, VERSION
 
 CORE = "v1"
 CUSTOM = f"{GROUP}/{VERSION}"
+# kopf's peering CRDs (k8s/crds/kopf-peering.yaml): no status subresource, so kopf
+# merge-patches the peers into ``status`` through the object's own endpoint.
+PEERING = "kopf.dev/v1"
 # plural -> (apiVersion, kind, namespaced)
 RESOURCES: dict[str, tuple[str, str, bool]] = {
     "namespaces": (CORE, "Namespace", False),
     "secrets": (CORE, "Secret", True),
     "events": (CORE, "Event", True),
     **{kind.plural: (CUSTOM, kind.name, True) for kind in KINDS},
+    "clusterkopfpeerings": (PEERING, "ClusterKopfPeering", False),
+    "kopfpeerings": (PEERING, "KopfPeering", True),
 }
+# Resources whose status is a subresource (``/status``); the others keep it inline.
+STATUS_SUBRESOURCE = frozenset(kind.plural for kind in KINDS)
+GROUP_VERSIONS = (CUSTOM, PEERING)
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?"
@@ -51,6 +61,14 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+class Call(NamedTuple):
+    """One request: who sent it (the bearer token, "" without one), method, path."""
+
+    caller: str
+    method: str
+    path: str
 
 
 class PatchConflictError(Exception):
@@ -100,6 +118,9 @@ class KubeState:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.log: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, type, plural, object)
         self.requests: list[tuple[str, str]] = []
+        self.calls: list[Call] = []
+        # (caller, plural) -> watch requests of that caller open now.
+        self.open_watches: dict[tuple[str, str], int] = {}
         self.status_patches: list[tuple[str, str, dict[str, Any]]] = []
         self.stopping = False
         self.create("namespaces", "", {"metadata": {"name": "default"}})
@@ -139,6 +160,15 @@ class KubeState:
         with self.lock:
             found = self.objects.get((plural, namespace, name))
             return copy.deepcopy(found) if found else None
+
+    def calls_by(self, caller: str) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if call.caller == caller]
+
+    def watching(self, caller: str, plural: str) -> bool:
+        """Has ``caller`` a watch on ``plural`` open (noticed closed within a BOOKMARK)?"""
+        with self.lock:
+            return self.open_watches.get((caller, plural), 0) > 0
 
     def stop(self) -> None:
         with self.lock:
@@ -183,14 +213,15 @@ class KubeState:
             before = copy.deepcopy(obj)
             if json_ops:
                 updated = json_patch(before, patch)
-                # Each endpoint changes only its part: /status the status, the object
-                # everything else.
+                # With a status subresource each endpoint changes only its part:
+                # /status the status, the object everything else.
                 if status:
                     updated = {**before, "status": updated.get("status") or {}}
-                elif "status" in before:
-                    updated["status"] = before["status"]
-                else:
-                    updated.pop("status", None)
+                elif key[0] in STATUS_SUBRESOURCE:
+                    if "status" in before:
+                        updated["status"] = before["status"]
+                    else:
+                        updated.pop("status", None)
                 self._store(key[0], key, updated, "MODIFIED")
                 return copy.deepcopy(self.objects.get(key, updated))
             if status:
@@ -200,8 +231,9 @@ class KubeState:
                     before.get("status") or {}, patch.get("status") or {}
                 )
             else:
-                # The status subresource owns status: the main endpoint ignores it.
-                patch = {k: v for k, v in patch.items() if k != "status"}
+                if key[0] in STATUS_SUBRESOURCE:
+                    # The status subresource owns status: the main endpoint ignores it.
+                    patch = {k: v for k, v in patch.items() if k != "status"}
                 updated = merge_patch(before, patch)
                 if updated.get("spec") != before.get("spec"):
                     updated["metadata"]["generation"] += 1
@@ -294,7 +326,7 @@ def _discovery(group_version: str) -> dict[str, Any]:
                 **({"categories": ["punchingfist"]} if api_version == CUSTOM else {}),
             }
         )
-        if api_version == CUSTOM:
+        if plural in STATUS_SUBRESOURCE:
             resources.append(
                 {
                     "name": f"{plural}/status",
@@ -331,28 +363,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    @property
+    def caller(self) -> str:
+        return (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+
+    def _record(self, path: str) -> None:
+        with self.state.lock:
+            self.state.requests.append((self.command, path))
+            self.state.calls.append(Call(self.caller, self.command, path))
+
     def _route(self) -> tuple[re.Match[str] | None, dict[str, list[str]]]:
         parsed = urllib.parse.urlsplit(self.path)
-        self.state.requests.append((self.command, parsed.path))
+        self._record(parsed.path)
         return _PATH.match(parsed.path), urllib.parse.parse_qs(parsed.query)
 
     def do_GET(self) -> None:
         parsed = urllib.parse.urlsplit(self.path)
         path = parsed.path
         if path == "/version":
-            self.state.requests.append(("GET", path))
+            self._record(path)
             return self._send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0"})
         if path == "/api":
-            self.state.requests.append(("GET", path))
+            self._record(path)
             return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
         if path == "/apis":
-            self.state.requests.append(("GET", path))
-            version = {"groupVersion": CUSTOM, "version": VERSION}
-            group = {"name": GROUP, "versions": [version], "preferredVersion": version}
-            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]})
-        if path in ("/api/v1", f"/apis/{CUSTOM}"):
-            self.state.requests.append(("GET", path))
-            return self._send(200, _discovery(CORE if path == "/api/v1" else CUSTOM))
+            self._record(path)
+            groups = []
+            for group_version in GROUP_VERSIONS:
+                group_name, version_name = group_version.split("/")
+                entry = {"groupVersion": group_version, "version": version_name}
+                groups.append({"name": group_name, "versions": [entry], "preferredVersion": entry})
+            return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if path == "/api/v1" or path.removeprefix("/apis/") in GROUP_VERSIONS:
+            self._record(path)
+            return self._send(200, _discovery(CORE if path == "/api/v1" else path[len("/apis/") :]))
         match, query = self._route()
         if match is None or match["plural"] not in RESOURCES:
             return self._send(404, _status(404, "NotFound", f"no route {path}"))
@@ -383,6 +427,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        watch = (self.caller, plural)
+        with self.state.lock:
+            self.state.open_watches[watch] = self.state.open_watches.get(watch, 0) + 1
         try:
             for event in self.state.events_after(plural, namespace, since, timeout):
                 line = json.dumps(event).encode() + b"\n"
@@ -391,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            with self.state.lock:
+                self.state.open_watches[watch] -= 1
         self.close_connection = True
 
     def _body(self) -> Any:
@@ -405,6 +455,8 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "")
         if "merge-patch" not in content_type and "json-patch" not in content_type:
             return self._send(415, _status(415, "UnsupportedMediaType", content_type))
+        if match["sub"] == "status" and match["plural"] not in STATUS_SUBRESOURCE:
+            return self._send(404, _status(404, "NotFound", f"no status subresource {self.path}"))
         key = (match["plural"], match["namespace"] or "", match["name"])
         try:
             updated = self.state.patch(
