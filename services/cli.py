@@ -18,8 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared import logs, settings
-from shared.errors import ConfigError
+from shared import commands, settings
 
 log = logging.getLogger("punchingfist")
 
@@ -150,20 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = settings.from_env()
-    except ConfigError as exc:
-        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
-        return 2
-    logs.configure(config.log_level, config.log_format)
-    try:
-        return int(args.handler(args) or 0)
-    except ConfigError as exc:
-        log.error("configuration error", extra={"error": str(exc)})
-        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
-        return 2
+    return commands.run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared import logs, settings
-from shared.errors import ConfigError
+from shared import commands, settings
 from shared.resources import files
 
 
@@ -90,18 +89,7 @@ def register(subparsers: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="punchingfist")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        config = settings.from_env()
-    except ConfigError as exc:
-        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
-        return 2
-    logs.configure(config.log_level, config.log_format)
-    try:
-        return int(args.handler(args) or 0)
-    except ConfigError as exc:
-        print(f"punchingfist: configuration error: {exc}", file=sys.stderr)
-        return 2
+    return commands.run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
