@@ -85,29 +85,37 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture
+def ingest_app(
+    make_settings: Callable[..., Any],
+    database_url: str,
+    put_source: Callable[..., None],
+    private_redis: RedisServer,
+    tmp_path: Path,
+) -> Callable[..., Any]:
+    """Build an ingest app on ``private_redis`` with extra PF_* settings."""
+
+    def build(**env: str) -> Any:
+        secret = tmp_path / "secrets" / "am"
+        secret.mkdir(parents=True, exist_ok=True)
+        (secret / "token").write_text(TOKEN)
+        put_source()
+        return create_app(
+            make_settings(PF_DATABASE_URL=database_url, PF_BROKER_URL=private_redis.url, **env)
+        )
+
+    return build
+
+
 def _task_of(message: dict[str, Any]) -> tuple[str, list[Any]]:
     body = json.loads(base64.b64decode(message["body"]))
     return message["headers"]["task"], body[0]
 
 
 def test_publish_after_commit_then_relay_after_outage(
-    make_settings: Callable[..., Any],
-    database_url: str,
-    put_source: Callable[..., None],
-    private_redis: RedisServer,
-    tmp_path: Path,
+    ingest_app: Callable[..., Any], private_redis: RedisServer
 ) -> None:
-    secret = tmp_path / "secrets" / "am"
-    secret.mkdir(parents=True, exist_ok=True)
-    (secret / "token").write_text(TOKEN)
-    settings = make_settings(
-        PF_DATABASE_URL=database_url,
-        PF_BROKER_URL=private_redis.url,
-        PF_OUTBOX_LEASE_SECONDS="0.2",
-        PF_BROKER_PUBLISH_BACKOFF="0",
-    )
-    put_source()
-    app = create_app(settings)
+    app = ingest_app(PF_OUTBOX_LEASE_SECONDS="0.2", PF_BROKER_PUBLISH_BACKOFF="0")
     client = app.test_client()
     state = app.extensions[EXTENSION]
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -155,24 +163,13 @@ def test_publish_after_commit_then_relay_after_outage(
 
 
 def test_relay_thread_publishes_without_a_request(
-    make_settings: Callable[..., Any],
-    database_url: str,
-    put_source: Callable[..., None],
-    private_redis: RedisServer,
-    tmp_path: Path,
+    ingest_app: Callable[..., Any], private_redis: RedisServer
 ) -> None:
-    secret = tmp_path / "secrets" / "am"
-    secret.mkdir(parents=True, exist_ok=True)
-    (secret / "token").write_text(TOKEN)
-    settings = make_settings(
-        PF_DATABASE_URL=database_url,
-        PF_BROKER_URL=private_redis.url,
+    app = ingest_app(
         PF_OUTBOX_LEASE_SECONDS="0.2",
         PF_OUTBOX_RELAY_INTERVAL="0.1",
         PF_BROKER_PUBLISH_BACKOFF="0",
     )
-    put_source()
-    app = create_app(settings)
     private_redis.stop()
     response = app.test_client().post(
         "/webhook/alertmanager",
@@ -193,19 +190,10 @@ def test_relay_thread_publishes_without_a_request(
 
 
 def test_background_publisher_sends_and_marks(
-    make_settings: Callable[..., Any],
-    database_url: str,
-    put_source: Callable[..., None],
-    private_redis: RedisServer,
-    tmp_path: Path,
+    ingest_app: Callable[..., Any], private_redis: RedisServer
 ) -> None:
     """The production path: requests hand entries to a publisher thread."""
-    secret = tmp_path / "secrets" / "am"
-    secret.mkdir(parents=True, exist_ok=True)
-    (secret / "token").write_text(TOKEN)
-    settings = make_settings(PF_DATABASE_URL=database_url, PF_BROKER_URL=private_redis.url)
-    put_source()
-    app = create_app(settings)
+    app = ingest_app()
     state = app.extensions[EXTENSION]
     background = state.start_background_publisher()
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
