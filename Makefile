@@ -25,7 +25,7 @@ install: $(STAMP) ## create .venv and install the project with its test and dev 
 test: $(STAMP) ## run every test (make test T=tests/unit to pick)
 	$(BIN)/python -m pytest $(T)
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
