@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import json
 import logging
 import uuid
 from collections.abc import Collection, Mapping
@@ -26,8 +28,7 @@ from services.engine.core import contexts, limits, outcomes, workflows
 from services.engine.core.outcomes import Finish, RunPhase, StepPhase
 from services.engine.core.templates import Templates
 from shared import outbox
-from shared.db import resources
-from shared.db.models import Alert, SinkDelivery, StepRun, WorkflowRun
+from shared.db.models import Alert, Resource, SinkDelivery, StepRun, WorkflowRun
 from shared.domain import alerts as alert_domain
 from shared.queueing import DELIVER, NOTIFIER_QUEUE
 
@@ -38,7 +39,10 @@ _RUNS = cast(sa.Table, WorkflowRun.__table__)
 _STEPS = cast(sa.Table, StepRun.__table__)
 _ALERTS = cast(sa.Table, Alert.__table__)
 _DELIVERIES = cast(sa.Table, SinkDelivery.__table__)
+_RESOURCES = cast(sa.Table, Resource.__table__)
 _STARTED = (RunPhase.RUNNING, RunPhase.SUCCEEDED, RunPhase.FAILED)
+# Parsed Workflow snapshots kept per process (see ``Store._parse_snapshot``).
+_PARSED_WORKFLOWS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,20 +92,48 @@ class Store:
         self._known_types = known_types
         self._templates = templates
         self._outbox_lease = outbox_lease_seconds
+        # A run's spec snapshot never changes, and all runs of one Workflow version
+        # share the same text: parse it once per process, not once per step.
+        # lru_cache is thread-safe (the threads pool) and bounded.
+        self._parse_snapshot = functools.lru_cache(maxsize=_PARSED_WORKFLOWS)(
+            self._parse_snapshot_text
+        )
 
     # -- start -------------------------------------------------------------------
 
     def start(self, session: Session, run_id: uuid.UUID, now: dt.datetime) -> Started | None:
         """Pending -> Running (or Failed/Skipped). None when there is nothing to do."""
+        # The run (locked: two deliveries of one start must not both start it) and
+        # its Workflow's current spec, in one round trip.
         run = session.execute(
-            sa.select(_RUNS).where(_RUNS.c.id == run_id).with_for_update()
+            sa.select(
+                _RUNS.c.id,
+                _RUNS.c.phase,
+                _RUNS.c.namespace,
+                _RUNS.c.workflow_name,
+                _RUNS.c.alert_id,
+                _RUNS.c.input_context,
+                _RESOURCES.c.spec.label("workflow_spec"),
+            )
+            .select_from(
+                _RUNS.outerjoin(
+                    _RESOURCES,
+                    sa.and_(
+                        _RESOURCES.c.kind == "Workflow",
+                        _RESOURCES.c.namespace == _RUNS.c.namespace,
+                        _RESOURCES.c.name == _RUNS.c.workflow_name,
+                    ),
+                )
+            )
+            .where(_RUNS.c.id == run_id)
+            .with_for_update(of=_RUNS)
         ).first()
         if run is None:
             log.warning("start: no such run", extra={"run_id": str(run_id)})
             return None
         if run.phase != RunPhase.PENDING:
             return None
-        spec = resources.get_spec(session, "Workflow", run.namespace, run.workflow_name)
+        spec = run.workflow_spec
         try:
             workflow = self._parse_stored(run.namespace, run.workflow_name, spec)
         except workflows.WorkflowError as exc:
@@ -197,15 +229,21 @@ class Store:
             _RUNS.c.namespace == run.namespace,
             _RUNS.c.id != run.id,
         )
-        running = session.execute(
-            sa.select(sa.func.count())
-            .select_from(_RUNS)
-            .where(same_workflow, _RUNS.c.phase == RunPhase.RUNNING)
-        ).scalar_one()
-        same = 0
+        # Both counts in one round trip, each a scalar subquery on its own index.
+        # (Not in the statement that takes the advisory lock above: a statement's
+        # snapshot is taken before it waits for the lock, so it could miss the run
+        # that the previous holder just committed.)
+        counts: list[sa.ScalarSelect[int] | sa.Null] = [sa.null(), sa.null()]
+        if caps.max_concurrent_runs:
+            counts[0] = (
+                sa.select(sa.func.count())
+                .select_from(_RUNS)
+                .where(same_workflow, _RUNS.c.phase == RunPhase.RUNNING)
+                .scalar_subquery()
+            )
         if fingerprint and caps.max_runs_per_fingerprint:
             since = now - dt.timedelta(seconds=caps.fingerprint_window_seconds)
-            same = session.execute(
+            counts[1] = (
                 sa.select(sa.func.count())
                 .select_from(_RUNS)
                 .where(
@@ -214,8 +252,10 @@ class Store:
                     _RUNS.c.started_at >= since,
                     _RUNS.c.phase.in_(list(_STARTED)),
                 )
-            ).scalar_one()
-        return limits.refusal(caps, running, same, fingerprint)
+                .scalar_subquery()
+            )
+        row = session.execute(sa.select(*counts)).one()
+        return limits.refusal(caps, row[0] or 0, row[1] or 0, fingerprint)
 
     def _refuse(
         self,
@@ -249,7 +289,8 @@ class Store:
         run = session.execute(
             sa.select(
                 _RUNS.c.phase,
-                _RUNS.c.spec,
+                # As text: the parsed Workflow is cached by it (no JSON decoding either).
+                sa.cast(_RUNS.c.spec, sa.Text).label("spec"),
                 _RUNS.c.context,
                 _RUNS.c.namespace,
                 _RUNS.c.workflow_name,
@@ -283,7 +324,9 @@ class Store:
             )
         if index not in states:
             return None
-        workflow = workflows.parse(run.namespace, run.workflow_name, run.spec, self._known_types)
+        workflow = self._parse_snapshot(run.namespace, run.workflow_name, run.spec)
+        if workflow is None:
+            return None
         return Loaded(
             run_id=run_id,
             run_phase=RunPhase(run.phase),
@@ -294,6 +337,19 @@ class Store:
             state=states[index],
             phases={state.name: state.phase for state in states.values()},
         )
+
+    def _parse_snapshot_text(
+        self, namespace: str, name: str, spec_text: str
+    ) -> workflows.Workflow | None:
+        """The Workflow of a run's spec snapshot (cached: see ``__init__``).
+
+        The result is shared by every run with the same snapshot, so it must be
+        treated as read-only (it is: executors and ``core`` only read it).
+        """
+        spec = json.loads(spec_text)
+        if spec is None:  # a JSON null: the run was never started
+            return None
+        return workflows.parse(namespace, name, spec, self._known_types)
 
     def claim(
         self, session: Session, loaded: Loaded, worker: str, now: dt.datetime, lease: float
@@ -350,27 +406,44 @@ class Store:
         outcome: outcomes.Outcome,
         decision: outcomes.Next,
         now: dt.datetime,
+        claimed: bool = True,
     ) -> list[outbox.PendingTask] | None:
-        """Write one attempt's result; None when the claim was lost meanwhile."""
+        """Write one attempt's result; None when the step changed under us.
+
+        ``claimed``: the attempt was claimed (``claim``) and committed before it ran;
+        the write is a compare-and-set on (worker, attempt, Running), so a worker that
+        lost its lease cannot overwrite a newer attempt. ``claimed=False`` is for
+        pure executors, run inside this transaction without a claim of their own:
+        then this write is the claim, a compare-and-set on the (phase, attempts)
+        that ``load`` saw, exactly as ``claim`` does, so of two deliveries only one
+        records (two statements instead of four per step).
+        """
         step = loaded.step
         phase = decision.step_phase or StepPhase.PENDING
         finished = decision.step_phase is not None
-        result = session.execute(
-            sa.update(_STEPS)
-            .where(
-                _STEPS.c.id == loaded.state.id,
+        values: dict[str, Any] = {
+            "phase": phase,
+            "output": dict(outcome.output) if outcome.output or outcome.ok else None,
+            "error": outcome.error,
+            "completed_at": now if finished else None,
+            "lease_until": None,
+            "worker": worker if finished else None,
+        }
+        if claimed:
+            where = sa.and_(
                 _STEPS.c.worker == worker,
                 _STEPS.c.attempts == attempt,
                 _STEPS.c.phase == StepPhase.RUNNING,
             )
-            .values(
-                phase=phase,
-                output=dict(outcome.output) if outcome.output or outcome.ok else None,
-                error=outcome.error,
-                completed_at=now if finished else None,
-                lease_until=None,
-                worker=worker if finished else None,
+        else:
+            where = sa.and_(
+                _STEPS.c.attempts == loaded.state.attempts,
+                _STEPS.c.phase == loaded.state.phase,
             )
+            values["attempts"] = attempt
+            values["started_at"] = sa.func.coalesce(_STEPS.c.started_at, now)
+        result = session.execute(
+            sa.update(_STEPS).where(_STEPS.c.id == loaded.state.id, where).values(**values)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return None
@@ -389,11 +462,15 @@ class Store:
             )
             for name in decision.skip:
                 context = contexts.with_step(context, name, StepPhase.SKIPPED, {})
-        values: dict[str, Any] = {"context": context, "updated_at": now}
+        run_values: dict[str, Any] = {"context": context, "updated_at": now}
+        if not claimed:
+            run_values["current_step"] = step.name
         if finished:
-            values["steps_completed"] = _RUNS.c.steps_completed + 1
-        session.execute(sa.update(_RUNS).where(_RUNS.c.id == loaded.run_id).values(**values))
+            run_values["steps_completed"] = _RUNS.c.steps_completed + 1
         if decision.finish is None:
+            session.execute(
+                sa.update(_RUNS).where(_RUNS.c.id == loaded.run_id).values(**run_values)
+            )
             return []
         return self._finish(
             session,
@@ -403,6 +480,7 @@ class Store:
             alert_id=loaded.alert_id,
             finish=decision.finish,
             now=now,
+            also=run_values,
         )
 
     # -- finish ------------------------------------------------------------------
@@ -417,7 +495,9 @@ class Store:
         alert_id: uuid.UUID | None,
         finish: Finish,
         now: dt.datetime,
+        also: Mapping[str, Any] | None = None,
     ) -> list[outbox.PendingTask]:
+        """End the run; ``also``: more columns for the same UPDATE (the last step's)."""
         values, output_error = contexts.render_outputs(self._templates, workflow, context)
         error = finish.error
         phase = finish.phase
@@ -429,13 +509,16 @@ class Store:
             sa.update(_RUNS)
             .where(_RUNS.c.id == run_id)
             .values(
-                phase=phase,
-                outputs=values,
-                error=error,
-                message=finish.message,
-                current_step=None,
-                completed_at=now,
-                updated_at=now,
+                {
+                    **(also or {}),
+                    "phase": phase,
+                    "outputs": values,
+                    "error": error,
+                    "message": finish.message,
+                    "current_step": None,
+                    "completed_at": now,
+                    "updated_at": now,
+                }
             )
         )
         target = outcomes.alert_status_after(dataclasses.replace(finish, phase=phase, error=error))
@@ -477,21 +560,22 @@ class Store:
         *,
         by_workflow: bool = False,
     ) -> None:
-        current = session.execute(
-            sa.select(_ALERTS.c.status).where(_ALERTS.c.id == alert_id)
-        ).scalar_one_or_none()
-        if current is None or not alert_domain.can_transition(
-            alert_domain.AlertStatus(current), target
-        ):
-            # Already resolved by AlertManager, or never triaged: the run's end
-            # does not override what happened to the alert meanwhile.
-            return
-        change = alert_domain.transition(current, target, at=now, by_workflow=by_workflow)
-        values: dict[str, Any] = {"status": str(change.status), "updated_at": now}
-        values.update(change.timestamps)
-        if change.auto_resolved is not None:
-            values["auto_resolved"] = change.auto_resolved
-        session.execute(sa.update(_ALERTS).where(_ALERTS.c.id == alert_id).values(**values))
+        """Move the alert to ``target`` if its current status allows it.
+
+        A compare-and-set on the status instead of read-then-write: one UPDATE per
+        distinct change the lifecycle allows (one for triaging and escalated, two for
+        resolved, tried from triaging first). An alert already resolved by
+        AlertManager, or never triaged, matches none: the run's end does not
+        override what happened to the alert meanwhile.
+        """
+        for values, sources in _alert_moves(target, now, by_workflow):
+            result = session.execute(
+                sa.update(_ALERTS)
+                .where(_ALERTS.c.id == alert_id, _ALERTS.c.status.in_(sources))
+                .values(**values)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return
 
     # -- recovery ----------------------------------------------------------------
 
@@ -568,3 +652,33 @@ class Store:
             if bumped.rowcount == 1:  # type: ignore[attr-defined]
                 found.append((run.id, int(index)))
         return found
+
+
+# The engine's alerts are normally triaging when a run ends: try that source first.
+_MOVE_SOURCES = (
+    alert_domain.AlertStatus.TRIAGING,
+    alert_domain.AlertStatus.RECEIVED,
+    alert_domain.AlertStatus.ESCALATED,
+    alert_domain.AlertStatus.RESOLVED,
+)
+
+
+def _alert_moves(
+    target: alert_domain.AlertStatus, now: dt.datetime, by_workflow: bool
+) -> list[tuple[dict[str, Any], list[str]]]:
+    """(values to write, statuses they apply to) for every allowed move to ``target``.
+
+    Built from ``shared.domain.alerts`` (which stays the one place that knows the
+    lifecycle), grouping the source statuses that lead to the same write.
+    """
+    moves: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+    for current in _MOVE_SOURCES:
+        if not alert_domain.can_transition(current, target):
+            continue
+        change = alert_domain.transition(current, target, at=now, by_workflow=by_workflow)
+        values: dict[str, Any] = {"status": str(change.status), "updated_at": now}
+        values.update(change.timestamps)
+        if change.auto_resolved is not None:
+            values["auto_resolved"] = change.auto_resolved
+        moves.setdefault(tuple(values.items()), []).append(str(current))
+    return [(dict(key), sources) for key, sources in moves.items()]

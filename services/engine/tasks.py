@@ -119,16 +119,25 @@ def run_step(task: EngineTask, run_id: str, index: int) -> None:
         except registries.StepNotAvailableError as exc:
             executor = None
             outcome = Outcome(ok=False, error=str(exc))
-        if not runtime.store.claim(session, loaded, me, now, lease):
+        attempt = loaded.state.attempts + 1
+        if executor is None or executor.pure:
+            # No side effects (or nothing to run): execute inside this transaction
+            # and let the result's write be the claim (a compare-and-set on what
+            # ``load`` saw): two statements fewer than claim, then record.
+            if outcome is None:
+                assert executor is not None
+                outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
+            result = _record(
+                runtime, session, loaded, attempt=attempt, me=me, outcome=outcome, claimed=False
+            )
+            if result[1] is None:
+                log.info("run_step: claimed by another delivery", extra=extra)
+                task.stop_chain()
+                return
+        elif not runtime.store.claim(session, loaded, me, now, lease):
             log.info("run_step: claimed by another delivery", extra=extra)
             task.stop_chain()
             return
-        attempt = loaded.state.attempts + 1
-        if executor is not None and executor.pure:
-            # No side effects: execute and record in the claim's own transaction.
-            outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
-        if outcome is not None:
-            result = _record(runtime, session, loaded, attempt=attempt, me=me, outcome=outcome)
     if outcome is None:
         assert executor is not None
         with _heartbeat(runtime, loaded.state.id, me, attempt):
@@ -157,7 +166,14 @@ _Result = tuple[outcomes.Next, list[Any] | None]
 
 
 def _record(
-    runtime: Runtime, session: Any, loaded: Loaded, *, attempt: int, me: str, outcome: Outcome
+    runtime: Runtime,
+    session: Any,
+    loaded: Loaded,
+    *,
+    attempt: int,
+    me: str,
+    outcome: Outcome,
+    claimed: bool = True,
 ) -> _Result:
     decision = outcomes.after_attempt(
         loaded.workflow,
@@ -175,6 +191,7 @@ def _record(
         outcome=outcome,
         decision=decision,
         now=utcnow(),
+        claimed=claimed,
     )
     return decision, tasks
 
