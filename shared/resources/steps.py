@@ -63,9 +63,7 @@ class CliStepSchema(StepSchema):
             if not isinstance(command, str) or not command.strip():
                 raise ma.ValidationError("With shell: true, command is one string.", "command")
         elif not (
-            isinstance(command, list)
-            and command
-            and all(isinstance(part, str) for part in command)
+            isinstance(command, list) and command and all(isinstance(part, str) for part in command)
         ):
             raise ma.ValidationError(
                 "Must be a list of strings (argv); use shell: true to give a shell string.",
