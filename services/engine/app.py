@@ -226,11 +226,17 @@ def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
     with runtime.transaction() as session:
         todo = runtime.store.release_abandoned(session, now, is_dead)
         todo += runtime.store.stalled(session, now, engine_settings.stall_seconds)
+        starts = runtime.store.forgotten_starts(session, now, engine_settings.stall_seconds)
     for run_id, index in todo:
         total = _total_steps(runtime, run_id)
         log.warning("re-driving run from step", extra={"run_id": str(run_id), "index": index})
         runtime.step_chain(str(run_id), index, total).apply_async()
-    return len(todo)
+    for run_id in starts:
+        # start_workflow acts only on a Pending run, so a start that was merely slow
+        # and arrives as well does nothing twice.
+        log.warning("re-sending the start of a forgotten run", extra={"run_id": str(run_id)})
+        runtime.app.send_task(queueing.START_WORKFLOW, args=[str(run_id)])
+    return len(todo) + len(starts)
 
 
 def _total_steps(runtime: Runtime, run_id: uuid.UUID) -> int:

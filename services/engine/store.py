@@ -671,6 +671,37 @@ class Store:
                 released.append((row.run_id, int(row._mapping["index"])))
         return released
 
+    def forgotten_starts(
+        self, session: Session, now: dt.datetime, stall_seconds: float
+    ) -> list[uuid.UUID]:
+        """Runs still Pending ``stall_seconds`` after their last touch: their start
+        message was lost (a broker that restarted without persistence, say).
+
+        Each one is touched (compare-and-set on updated_at), so one recovery pass among
+        several workers re-sends it, and not again before another ``stall_seconds``.
+        """
+        before = now - dt.timedelta(seconds=stall_seconds)
+        runs = session.execute(
+            sa.select(_RUNS.c.id, _RUNS.c.updated_at).where(
+                _RUNS.c.phase == RunPhase.PENDING,
+                # Ingest writes runs without updated_at: their age is created_at.
+                sa.func.coalesce(_RUNS.c.updated_at, _RUNS.c.created_at) < before,
+            )
+        ).all()
+        found = []
+        for run in runs:
+            unchanged = (
+                _RUNS.c.updated_at.is_(None)
+                if run.updated_at is None
+                else _RUNS.c.updated_at == run.updated_at
+            )
+            bumped = session.execute(
+                sa.update(_RUNS).where(_RUNS.c.id == run.id, unchanged).values(updated_at=now)
+            )
+            if bumped.rowcount == 1:  # type: ignore[attr-defined]
+                found.append(run.id)
+        return found
+
     def stalled(
         self, session: Session, now: dt.datetime, stall_seconds: float
     ) -> list[tuple[uuid.UUID, int]]:
