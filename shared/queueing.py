@@ -7,6 +7,7 @@ loads rows itself (a message outlives the transaction that produced it).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +72,11 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _batch(producer: Any, size: int) -> contextlib.AbstractContextManager[Any]:
+    # A pipeline pays for itself from two messages; for one it costs more than it saves.
+    return producer.batch() if size > 1 else contextlib.nullcontext()
+
+
 class Publisher:
     """Sends tasks by name without blocking a request on a down broker.
 
@@ -101,7 +107,7 @@ class Publisher:
         consumers absorb when the relay sends them again.
         """
         try:
-            with self._app.producer_or_acquire() as producer, producer.batch():
+            with self._app.producer_or_acquire() as producer, _batch(producer, len(messages)):
                 for task_name, queue, args, task_id in messages:
                     self._app.send_task(
                         task_name,
