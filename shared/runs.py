@@ -41,7 +41,7 @@ _RUN_COLUMNS = (
 )
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -61,8 +61,8 @@ def _step(row: Any) -> dict[str, Any]:
         "attempts": values["attempts"],
         "output": values["output"],
         "error": values["error"],
-        "startedAt": _iso(values["started_at"]),
-        "completedAt": _iso(values["completed_at"]),
+        "startedAt": iso(values["started_at"]),
+        "completedAt": iso(values["completed_at"]),
         "durationSeconds": _seconds(values["started_at"], values["completed_at"]),
     }
 
@@ -81,9 +81,9 @@ def _run(row: Any, steps: Iterable[Any]) -> dict[str, Any]:
         "outputs": row.outputs,
         "error": row.error,
         "message": row.message,
-        "createdAt": _iso(row.created_at),
-        "startedAt": _iso(row.started_at),
-        "completedAt": _iso(row.completed_at),
+        "createdAt": iso(row.created_at),
+        "startedAt": iso(row.started_at),
+        "completedAt": iso(row.completed_at),
         "durationSeconds": _seconds(row.started_at, row.completed_at),
         "steps": [_step(step) for step in steps],
     }
@@ -122,8 +122,8 @@ def run_detail(session: Session, run_id: uuid.UUID | str) -> dict[str, Any] | No
             "phase": delivery.phase,
             "attempts": delivery.attempts,
             "error": delivery.error,
-            "createdAt": _iso(delivery.created_at),
-            "sentAt": _iso(delivery.sent_at),
+            "createdAt": iso(delivery.created_at),
+            "sentAt": iso(delivery.sent_at),
         }
         for delivery in deliveries
     ]

@@ -179,10 +179,6 @@ def readyz() -> tuple[Response, int]:
     return jsonify({"ready": ready, "checks": checks}), 200 if ready else 503
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _alert_json(row: sa.Row[Any]) -> dict[str, Any]:
     return {
         "id": str(row.id),
@@ -201,13 +197,13 @@ def _alert_json(row: sa.Row[Any]) -> dict[str, Any]:
         "aiAnalysis": row.ai_analysis,
         "aiConfidence": row.ai_confidence,
         "timesSeen": row.times_seen,
-        "startsAt": _iso(row.starts_at),
-        "endsAt": _iso(row.ends_at),
-        "receivedAt": _iso(row.received_at),
-        "lastSeenAt": _iso(row.last_seen_at),
-        "triageStartedAt": _iso(row.triage_started_at),
-        "triageCompletedAt": _iso(row.triage_completed_at),
-        "resolvedAt": _iso(row.resolved_at),
+        "startsAt": shared_runs.iso(row.starts_at),
+        "endsAt": shared_runs.iso(row.ends_at),
+        "receivedAt": shared_runs.iso(row.received_at),
+        "lastSeenAt": shared_runs.iso(row.last_seen_at),
+        "triageStartedAt": shared_runs.iso(row.triage_started_at),
+        "triageCompletedAt": shared_runs.iso(row.triage_completed_at),
+        "resolvedAt": shared_runs.iso(row.resolved_at),
     }
 
 
@@ -290,7 +286,7 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
     body["sourceEvents"] = [
         {
             "id": str(event.id),
-            "receivedAt": _iso(event.received_at),
+            "receivedAt": shared_runs.iso(event.received_at),
             "source": event.source_name,
             "alertStatus": event.status,
         }

@@ -74,5 +74,7 @@ def test_checkpoint_moves_the_wal_into_the_database(sqlite_url: str) -> None:
     frames, copied = checkpoint(engine)
     assert frames > 0
     assert copied == frames
-    assert checkpoint(engine) == (0, 0) or checkpoint(engine)[1] == checkpoint(engine)[0]
+    # Nothing new was written: a second pass finds every frame already copied.
+    again_frames, again_copied = checkpoint(engine)
+    assert again_copied == again_frames
     engine.dispose()
