@@ -66,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.config_dir:
         env["PF_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
-    env["PF_INGEST_BIND"] = args.bind
+    if args.bind:
+        env["PF_INGEST_BIND"] = args.bind
     config = settings.from_env(env)
     # Create the schema once, before any component (and gunicorn) forks.
     _migrate(args)
@@ -132,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of Source/Workflow/Sink YAML files (default: $PF_CONFIG_DIR)",
     )
     run.add_argument(
-        "--bind", default="127.0.0.1:8080", metavar="HOST:PORT", help="ingest API address"
+        "--bind",
+        metavar="HOST:PORT",
+        help="ingest API address (default: $PF_INGEST_BIND, else 127.0.0.1:8080)",
     )
     run.set_defaults(handler=_run)
 

@@ -1,6 +1,9 @@
-"""Structured logging: one JSON object a line, with whatever ``extra`` a caller binds.
+"""Structured logging: one line per event, with whatever ``extra`` a caller binds.
 
-Configured once by each entry point; modules only call ``logging.getLogger``.
+Configured once by each entry point; modules only call ``logging.getLogger``. Both
+formats carry the same fields: JSON objects for machines (the default), and for a
+terminal (``PF_LOG_FORMAT=text``) the message followed by ``key=value`` pairs, so a
+line such as ``invalid resource file`` still says which file and why.
 """
 
 from __future__ import annotations
@@ -14,31 +17,64 @@ from typing import Any
 # Attributes every LogRecord has; anything else came from ``extra=`` and is emitted.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
+# Libraries that log set-up chatter at INFO: alembic announces each of its plugins
+# (seven lines per process start) before any migration runs.
+_QUIET_LOGGERS = ("alembic.runtime.plugins",)
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The ``extra=`` fields bound to a record, in the order they were given."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(fields_of(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    # Quote what a reader (or a grep) would otherwise split: spaces, quotes, '='.
+    if text == "" or any(char in text for char in ' "=\n\t'):
+        return json.dumps(text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    """``TS LEVEL logger: message key=value ...``; values with spaces are quoted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        pairs = " ".join(f"{key}={_text_value(value)}" for key, value in fields_of(record).items())
+        if pairs:
+            line = f"{line} {pairs}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
