@@ -116,12 +116,14 @@ class ConfigDirectory:
 
     def run(self, stop: threading.Event, poll_interval: float, refresh_interval: float) -> None:
         """Sync now, then on every file change and every ``refresh_interval`` seconds."""
+        # The state is taken before reading, never after: a file edited while a sync
+        # reads the folder must look changed at the next poll.
+        seen = self.fingerprint()
         report = self.sync()
         log.info(
             "config dir loaded",
             extra={"dir": str(self.directory), **dataclasses.asdict(report)},
         )
-        seen = self.fingerprint()
         since_refresh = 0.0
         while not stop.wait(poll_interval):
             since_refresh += poll_interval
