@@ -14,6 +14,7 @@ are templates (the step schemas say that).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection
 
 from jinja2 import meta, nodes
@@ -38,11 +39,21 @@ class Found:
     names: frozenset[str] = frozenset()
 
 
+# Compiling costs about a millisecond a template, and the controller re-validates
+# every resource on each status refresh: remember the answers (a pure function of
+# the text; failures are not cached and are recomputed).
+_CACHE_SIZE = 2048
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def of_template(source: str, *, quote: bool = False) -> Found:
     """Raises ``templates.TemplateError`` when ``source`` does not compile."""
+    if not templates.is_template(source):
+        return Found()  # used as it is, like Templates.render does
     return _scan(templates.parse_template(source, quote=quote))
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def of_expression(source: str) -> Found:
     """Raises ``templates.TemplateError`` when ``source`` does not compile."""
     return _scan(templates.parse_expression(source))

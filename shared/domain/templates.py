@@ -114,6 +114,11 @@ def _expression_text(expression: str) -> str:
     return from_go_style("{{" + source + "}}")[2:-2]
 
 
+def is_template(source: str) -> bool:
+    """Whether ``source`` has tags; a string without any is used as it is, unrendered."""
+    return "{{" in source or "{%" in source
+
+
 def _excerpt(source: str, limit: int = 200) -> str:
     return source if len(source) <= limit else source[: limit - 3] + "..."
 
@@ -131,7 +136,7 @@ class Templates:
         self, source: str, namespace: Mapping[str, Any], *, where: str, quote: bool = False
     ) -> str:
         """Render ``source``; ``where`` names the step and field for error messages."""
-        if "{{" not in source and "{%" not in source:
+        if not is_template(source):
             return source
         try:
             template = self._templates.get((source, quote))
@@ -238,8 +243,13 @@ def parse_template(
     env = _CHECKERS[quote]
     text = from_go_style(source)
     try:
-        env.from_string(text)
-        return env.parse(text)
+        tree = env.parse(text)
+        # Generating the code is what finds unknown filters and tests; the Python
+        # compile of that code (``raw=False``) would find nothing more. The
+        # generator's constant folding never touches names, so the tree still
+        # says what the template reads.
+        env.compile(tree, raw=True)
+        return tree
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"{_prefix(where)}template {_excerpt(source)!r} is not valid: {exc.message}"
