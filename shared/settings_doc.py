@@ -90,14 +90,12 @@ def _values(parser: ast.expr) -> str:
     if text in _PARSERS:
         return _PARSERS[text]
     if isinstance(parser, ast.Call) and ast.unparse(parser.func) == "_choice":
-        return ", ".join(
-            str(arg.value) for arg in parser.args if isinstance(arg, ast.Constant)
-        )
+        return ", ".join(str(arg.value) for arg in parser.args if isinstance(arg, ast.Constant))
     return text
 
 
 def _show(value: Any) -> str:
-    if value is None or value == () or value == "":
+    if value is None or value in ((), ""):
         return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -113,9 +111,12 @@ def _target(
     parent = parents.get(call)
     if isinstance(parent, ast.keyword) and parent.arg:
         constructor = parents.get(parent)
-        if isinstance(constructor, ast.Call) and isinstance(constructor.func, ast.Name):
-            if constructor.func.id in _SECTIONS:
-                return constructor.func.id, parent.arg
+        if (
+            isinstance(constructor, ast.Call)
+            and isinstance(constructor.func, ast.Name)
+            and constructor.func.id in _SECTIONS
+        ):
+            return constructor.func.id, parent.arg
     if isinstance(parent, ast.Assign) and len(parent.targets) == 1:
         target = parent.targets[0]
         if isinstance(target, ast.Name):
@@ -127,11 +128,14 @@ def _assigned_names(tree: ast.Module) -> dict[str, tuple[str, str]]:
     """Local names passed on as a field: ``var_dir=var_dir`` in ``Settings(...)``."""
     found: dict[str, tuple[str, str]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in _SECTIONS:
-                for keyword in node.keywords:
-                    if keyword.arg and isinstance(keyword.value, ast.Name):
-                        found[keyword.value.id] = (node.func.id, keyword.arg)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _SECTIONS
+        ):
+            for keyword in node.keywords:
+                if keyword.arg and isinstance(keyword.value, ast.Name):
+                    found[keyword.value.id] = (node.func.id, keyword.arg)
     return found
 
 
