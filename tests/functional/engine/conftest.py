@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
-from enginekit import ENGINE_REDIS_URL, REPO, Harness, WorkerProcess
+from enginekit import ENGINE_REDIS_URL, REPO, Harness, WorkerProcess, inprocess_worker
 
 from services.engine.app import create_app
 from shared.settings import Settings
@@ -45,12 +44,13 @@ def engine_settings(
 
 @pytest.fixture
 def inproc(engine_settings: Callable[..., Settings]) -> Iterator[Celery]:
-    """An engine app on the memory transport with a worker thread consuming it."""
-    app = create_app(engine_settings())
-    app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["engine"]):
+    """An engine app on the memory transport with a worker thread consuming it.
+
+    The worker stops within a few tenths of a second instead of 4 s: see
+    ``enginekit.PromptMemoryTransport``.
+    """
+    with inprocess_worker(create_app(engine_settings())) as app:
         yield app
-    app.pf_runtime.close()
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
-from enginekit import Harness, start_run
+from enginekit import Harness, inprocess_worker, start_run
 from kube_jobs_double import JobsDouble, KubeJobs, Script
 from kubernetes.config import kube_config
 
@@ -419,10 +418,8 @@ def kube_engine(engine_settings: Callable[..., Settings], cluster: KubeJobs) -> 
             PF_ENGINE_JOB_TTL_SECONDS="60",
         )
     )
-    app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["engine"]):
+    with inprocess_worker(app):
         yield app
-    app.pf_runtime.close()
 
 
 def echo(job: dict[str, Any]) -> Script:
