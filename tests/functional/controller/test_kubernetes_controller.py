@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from kubernetes.config import kube_config
 from services.controller import app
 from shared.db import resources as db_resources
 from shared.db.engines import make_engine, make_session_factory
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,16 +110,6 @@ def controller(cluster: KubeApiDouble, sqlite_url: str, make_settings: Any) -> I
     yield running
     running.stop()
     running.engine.dispose()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.05)
 
 
 def test_source_is_stored_and_reported_ready(

@@ -9,9 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import Alert, OutboxEntry, SinkDelivery, StepRun, WorkflowRun, utcnow
 from shared.queueing import START_WORKFLOW
+from tests.support.waiting import wait_for
 
 ENGINE_REDIS_URL = os.environ.get("PF_TEST_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/13")
 REPO = Path(__file__).parents[3]
@@ -143,7 +143,7 @@ class Harness:
         return wait_for(
             lambda: (row := self.run(run_id)) is not None and row.phase in FINISHED and row,
             timeout,
-            f"run {run_id} did not finish",
+            f"run {run_id} to finish",
         )
 
     def close(self) -> None:
@@ -154,17 +154,6 @@ def make_engine_for(url: str) -> sa.Engine:
     from shared.settings import DatabaseSettings
 
     return make_engine(DatabaseSettings(url=url))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.02)
 
 
 class PromptMemoryTransport(memory.Transport):  # type: ignore[misc]

@@ -29,6 +29,7 @@ from services.engine.steps.kubernetes import JobRunner, job_manifest, job_name
 from services.engine.steps.local import CommandTimeoutError, LocalRunner
 from shared.errors import PermanentError, TemporaryError
 from shared.settings import Settings
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -279,10 +280,11 @@ def test_a_redelivered_step_reads_a_job_that_already_finished(
     first = command()
     name = job_name(first.label)
     cluster.create_job(NS, job_manifest(name, NS, first, 120))
-    deadline = time.monotonic() + 5
-    while not (cluster.job(NS, name) or {}).get("status", {}).get("completionTime"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: (cluster.job(NS, name) or {}).get("status", {}).get("completionTime"),
+        5,
+        "the Job to complete",
+    )
 
     assert runner.run(command()).stdout == "done before\n"
     assert len(cluster.created) == 1
