@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_api_double import Call, KubeApiDouble
 
 from shared.db import resources as db_resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.resources.schemas import KINDS
 from shared.settings import DatabaseSettings
+from tests.support.kube_api import Call, KubeApiDouble
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from kube_api_double import KubeApiDouble
 from kubernetes.config import kube_config
 
 from services.controller import app
 from shared.db import resources as db_resources
 from shared.db.engines import make_engine, make_session_factory
+from tests.support.kube_api import KubeApiDouble
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -138,7 +138,7 @@ def test_source_is_stored_and_reported_ready(
         assert running.status("workflows", "triage")["steps"] == 1
         # Status went through the status subresource, as merge patches.
         assert any(plural == "sources" for plural, _, _ in cluster.state.status_patches)
-        methods = {(m, p) for m, p in cluster.state.requests}
+        methods = {(call.method, call.path) for call in cluster.state.requests}
         assert (
             "PATCH",
             "/apis/punchingfist.io/v1alpha1/namespaces/default/sources/am/status",

@@ -1,8 +1,8 @@
 """cli steps with ``runner: kubernetes``: a Job per attempt, against an HTTP double.
 
-The runner talks HTTP to ``kube_jobs_double`` through the real ``kubernetes``
-client; the double's fake kubelet plays the container the test scripts (logs, exit
-code, run time, an image that cannot be pulled).
+The runner talks HTTP to the API double (``tests.support.kube_api``) through the
+real ``kubernetes`` client; the double's fake kubelet plays the container the test
+scripts (logs, exit code, run time, an image that cannot be pulled).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from celery import Celery
 from enginekit import Harness, inprocess_worker, start_run
-from kube_jobs_double import JobsDouble, KubeJobs, Script
 from kubernetes.config import kube_config
 
 from services.engine import kube
@@ -29,6 +28,8 @@ from services.engine.steps.kubernetes import JobRunner, job_manifest, job_name
 from services.engine.steps.local import CommandTimeoutError, LocalRunner
 from shared.errors import PermanentError, TemporaryError
 from shared.settings import Settings
+from tests.support.kube_api import Cluster as KubeJobs
+from tests.support.kube_api import KubeApiDouble, Script
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(15)
@@ -40,8 +41,8 @@ RUN_ID = "0b7c1c8e-5d4e-4f4c-9d4e-2a1b3c4d5e6f"
 
 @pytest.fixture
 def cluster() -> Iterator[KubeJobs]:
-    with JobsDouble() as state:
-        yield state
+    with KubeApiDouble() as double:
+        yield double.state
 
 
 def make_runner(url: str, **options: Any) -> tuple[JobRunner, kube.KubeClient]:
@@ -372,7 +373,7 @@ def test_an_expired_watch_is_resumed_from_a_fresh_read(
     cluster.script = lambda job: Script(logs="ok\n", run_seconds=0.2)
     cluster.expire_watches = 1
     assert runner.run(command()).stdout == "ok\n"
-    reads = [path for method, path, _ in cluster.requests if method == "GET"]
+    reads = [call.path for call in cluster.requests if call.method == "GET"]
     assert f"/apis/batch/v1/namespaces/{NS}/jobs/pf-{RUN_ID}-2-1" in reads
 
 
