@@ -25,7 +25,14 @@ from shared.db.models import Alert, OutboxEntry, SinkDelivery, StepRun, Workflow
 from shared.queueing import START_WORKFLOW
 from tests.support.waiting import wait_for
 
-ENGINE_REDIS_URL = os.environ.get("PF_TEST_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Setting PF_TEST_REDIS_URL to keep one checkout's tests apart from another's on the
+# same Redis must cover these too: otherwise a worker process of one checkout (or one
+# left behind by a killed run) consumes the other's messages and its runs never end.
+ENGINE_REDIS_URL = (
+    os.environ.get("PF_TEST_ENGINE_REDIS_URL")
+    or os.environ.get("PF_TEST_REDIS_URL")
+    or "redis://127.0.0.1:6379/13"
+)
 REPO = Path(__file__).parents[3]
 FINISHED = ("Succeeded", "Failed", "Skipped")
 

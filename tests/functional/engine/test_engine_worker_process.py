@@ -1,6 +1,6 @@
 """Chains, redelivery and crashes with a real ``punchingfist engine`` process on Redis.
 
-Each test starts the worker as a child process (prefork pool, Redis database 13)
+Each test starts the worker as a child process (prefork pool, the tests' Redis)
 against a SQLite file or the PostgreSQL test database, and watches the database.
 The crash tests SIGKILL the worker mid-step and check that the step runs again after
 the restart and that the run completes exactly once (one sink delivery, one
