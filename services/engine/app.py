@@ -33,7 +33,7 @@ from services.engine.core.outcomes import Backoff
 from services.engine.steps import registries
 from services.engine.steps.local import LocalRunner
 from services.engine.store import Store
-from shared import outbox, queueing
+from shared import kube, outbox, queueing
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
 from shared.domain.templates import Templates
@@ -94,19 +94,19 @@ class Runtime:
     @staticmethod
     def _default_runners(settings: Settings) -> dict[str, registries.Runner]:
         runners: dict[str, registries.Runner] = {"local": LocalRunner()}
-        if not _kubernetes_may_be_configured(settings):
+        if not kube.may_be_configured(settings.engine.kubernetes_api_url):
             return runners
         # Imported only now: the kubernetes client is about a third of the worker's
         # import time, which every worker start (and pool process) would pay.
-        from services.engine import kube
+        from services.engine import kube as job_client
         from services.engine.steps.kubernetes import JobRunner
 
         # PF_ENGINE_KUBERNETES_API_URL, else in-cluster config, else kubeconfig; with
         # none of them, steps asking for runner: kubernetes fail as not configured.
-        api_client = kube.api_client_for(settings.engine.kubernetes_api_url)
+        api_client = job_client.api_client_for(settings.engine.kubernetes_api_url)
         if api_client is not None:
             runners["kubernetes"] = JobRunner(
-                kube.KubeClient(api_client),
+                job_client.KubeClient(api_client),
                 namespace=settings.engine.kubernetes_namespace,
                 ttl_seconds=settings.engine.job_ttl_seconds,
             )
@@ -135,20 +135,6 @@ class Runtime:
 
 
 _runtime_lock = threading.Lock()
-
-
-def _kubernetes_may_be_configured(settings: Settings) -> bool:
-    """Whether any source of client configuration exists, checked without the client.
-
-    The same places the client looks: our setting, the in-cluster service
-    environment, and the kubeconfig files ($KUBECONFIG, else ~/.kube/config).
-    """
-    if settings.engine.kubernetes_api_url or os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return True
-    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
-    return any(
-        os.path.exists(os.path.expanduser(path)) for path in kubeconfig.split(os.pathsep) if path
-    )
 
 
 def runtime_for(app: Celery) -> Runtime:

@@ -1,8 +1,8 @@
 """cli steps with ``runner: kubernetes``: a Job per attempt, against an HTTP double.
 
-The runner talks HTTP to ``kube_jobs_double`` through the real ``kubernetes``
-client; the double's fake kubelet plays the container the test scripts (logs, exit
-code, run time, an image that cannot be pulled).
+The runner talks HTTP to the API double (``tests.support.kube_api``) through the
+real ``kubernetes`` client; the double's fake kubelet plays the container the test
+scripts (logs, exit code, run time, an image that cannot be pulled).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
-from enginekit import Harness, start_run
-from kube_jobs_double import JobsDouble, KubeJobs, Script
+from enginekit import Harness, inprocess_worker, start_run
 from kubernetes.config import kube_config
 
 from services.engine import kube
@@ -30,6 +28,9 @@ from shared.domain.templates import Templates
 from shared.errors import PermanentError, TemporaryError
 from shared.resources.schemas import load_workflow
 from shared.settings import Settings
+from tests.support.kube_api import Cluster as KubeJobs
+from tests.support.kube_api import KubeApiDouble, Script
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -40,8 +41,8 @@ RUN_ID = "0b7c1c8e-5d4e-4f4c-9d4e-2a1b3c4d5e6f"
 
 @pytest.fixture
 def cluster() -> Iterator[KubeJobs]:
-    with JobsDouble() as state:
-        yield state
+    with KubeApiDouble() as double:
+        yield double.state
 
 
 def make_runner(url: str, **options: Any) -> tuple[JobRunner, kube.KubeClient]:
@@ -279,10 +280,11 @@ def test_a_redelivered_step_reads_a_job_that_already_finished(
     first = command()
     name = job_name(first.label)
     cluster.create_job(NS, job_manifest(name, NS, first, 120))
-    deadline = time.monotonic() + 5
-    while not (cluster.job(NS, name) or {}).get("status", {}).get("completionTime"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: (cluster.job(NS, name) or {}).get("status", {}).get("completionTime"),
+        5,
+        "the Job to complete",
+    )
 
     assert runner.run(command()).stdout == "done before\n"
     assert len(cluster.created) == 1
@@ -370,7 +372,7 @@ def test_an_expired_watch_is_resumed_from_a_fresh_read(
     cluster.script = lambda job: Script(logs="ok\n", run_seconds=0.2)
     cluster.expire_watches = 1
     assert runner.run(command()).stdout == "ok\n"
-    reads = [path for method, path, _ in cluster.requests if method == "GET"]
+    reads = [call.path for call in cluster.requests if call.method == "GET"]
     assert f"/apis/batch/v1/namespaces/{NS}/jobs/pf-{RUN_ID}-2-1" in reads
 
 
@@ -418,10 +420,8 @@ def kube_engine(engine_settings: Callable[..., Settings], cluster: KubeJobs) -> 
             PF_ENGINE_JOB_TTL_SECONDS="60",
         )
     )
-    app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["engine"]):
+    with inprocess_worker(app):
         yield app
-    app.pf_runtime.close()
 
 
 def echo(job: dict[str, Any]) -> Script:

@@ -14,9 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.ingest.conftest import TOKEN, source_spec
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.alertmanager
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -40,24 +40,11 @@ def _free_port() -> int:
 
 
 def _wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+    def answers() -> bool:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
 
-
-def _wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError("condition not met in time")
+    wait_for(answers, timeout, f"{url} to answer", interval=0.1, ignoring=(OSError,))
 
 
 @pytest.fixture
@@ -186,7 +173,12 @@ def test_alertmanager_webhooks_are_recorded_and_resolved(
             for label in labels
         ],
     )
-    firing = _wait_for(lambda: len(_alerts(ingest_server)) == 2 and _alerts(ingest_server))
+    firing = wait_for(
+        lambda: len(_alerts(ingest_server)) == 2 and _alerts(ingest_server),
+        30,
+        "two firing alerts",
+        interval=0.2,
+    )
     assert {alert["labels"]["pod"] for alert in firing} == {"api-0", "api-1"}
     assert {alert["status"] for alert in firing} == {"received"}
 
@@ -197,7 +189,12 @@ def test_alertmanager_webhooks_are_recorded_and_resolved(
             {"labels": labels[0], "startsAt": starts.isoformat(), "endsAt": ends.isoformat()},
         ],
     )
-    resolved = _wait_for(lambda: [a for a in _alerts(ingest_server) if a["status"] == "resolved"])
+    resolved = wait_for(
+        lambda: [a for a in _alerts(ingest_server) if a["status"] == "resolved"],
+        30,
+        "the resolved alerts",
+        interval=0.2,
+    )
     assert [alert["labels"]["pod"] for alert in resolved] == ["api-0"]
     engine = make_engine(DatabaseSettings(url=database_url))
     with engine.connect() as conn:
