@@ -70,6 +70,10 @@ class Runtime:
     image: str | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     llm_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # For runner: kubernetes (shared.resources.workflows.RuntimeSchema).
+    service_account_name: str | None = None
+    automount_service_account_token: bool = False
+    resources: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +217,15 @@ def _parse_runtime(where: str, raw: Any) -> Runtime:
         image=str(image) if image else None,
         environment={str(key): str(value) for key, value in environment.items()},
         llm_config=dict(raw.get("llmConfig") or {}),
+        service_account_name=str(raw["serviceAccountName"])
+        if raw.get("serviceAccountName")
+        else None,
+        automount_service_account_token=bool(raw.get("automountServiceAccountToken", False)),
+        resources={
+            kind: {str(k): str(v) for k, v in (raw.get("resources") or {}).get(kind, {}).items()}
+            for kind in ("requests", "limits")
+            if (raw.get("resources") or {}).get(kind)
+        },
     )
 
 
