@@ -32,7 +32,7 @@ from services.engine import steps as _steps  # registers the step executors
 from services.engine.core.outcomes import Backoff
 from services.engine.core.templates import Templates
 from services.engine.steps import registries
-from services.engine.steps.local import LocalRunner
+from services.engine.steps.local import DisabledRunner, LocalRunner
 from services.engine.store import Store
 from shared import outbox, queueing
 from shared.db.engines import make_engine, make_session_factory
@@ -97,7 +97,15 @@ class Runtime:
 
     @staticmethod
     def _default_runners(settings: Settings) -> dict[str, registries.Runner]:
-        runners: dict[str, registries.Runner] = {"local": LocalRunner()}
+        engine = settings.engine
+        runners: dict[str, registries.Runner] = {
+            "local": LocalRunner()
+            if engine.local_runner
+            else DisabledRunner(
+                "runner 'local' is turned off in this engine (PF_ENGINE_LOCAL_RUNNER=false): "
+                "it would run the command inside the engine worker; use runner: kubernetes"
+            )
+        }
         if not _kubernetes_may_be_configured(settings):
             return runners
         # Imported only now: the kubernetes client is about a third of the worker's
@@ -111,8 +119,13 @@ class Runtime:
         if api_client is not None:
             runners["kubernetes"] = JobRunner(
                 kube.KubeClient(api_client),
-                namespace=settings.engine.kubernetes_namespace,
-                ttl_seconds=settings.engine.job_ttl_seconds,
+                namespace=engine.kubernetes_namespace,
+                ttl_seconds=engine.job_ttl_seconds,
+                resources={
+                    "requests": dict(engine.job_requests),
+                    "limits": dict(engine.job_limits),
+                },
+                run_as_user=engine.job_run_as_user,
             )
         return runners
 

@@ -33,7 +33,7 @@ import dataclasses
 import functools
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # Environment variables that carry the values: PF_T1, PF_T2, ... A step's own env
 # may not use these names (shared.resources refuses them).
@@ -177,7 +177,7 @@ def argv_problems(argv: Sequence[str]) -> list[str]:
     return [
         f"command[{index}] is the script of a shell's -c and holds a template: the shell "
         "would run the value as code. Use shell: true (values are passed safely), or "
-        "pass values as arguments after the script and use them as \"$1\", \"$2\": "
+        'pass values as arguments after the script and use them as "$1", "$2": '
         "['sh', '-c', 'kubectl logs \"$1\" | tail', 'sh', '{{ alert.labels.pod }}']"
     ]
 
@@ -410,33 +410,33 @@ class _Lexer:
 
     # -- the loop --------------------------------------------------------------------
     def run(self) -> None:
+        handlers: dict[str, Callable[[_Frame, str], None]] = {
+            TOP: self.top,
+            CMDSUB: self.top,
+            DQ: self.double_quoted,
+            SQ: lambda frame, char: self.until(char, "'", escapes=False),
+            DSQ: lambda frame, char: self.until(char, "'", escapes=True),
+            BQ: lambda frame, char: self.until(char, "`", escapes=True),
+            COMMENT: self.comment,
+            PARAM: self.parameter,
+            ARITH: self.arithmetic,
+        }
         while self.i < len(self.items):
             frame = self.stack[-1]
             item = self.items[self.i]
             if isinstance(item, _Tag):
                 self.tag(frame, item)
-            elif frame.kind in (TOP, CMDSUB):
-                self.top(frame, item)
-            elif frame.kind == DQ:
-                self.double_quoted(frame, item)
-            elif frame.kind == SQ:
-                self.until(item, "'", escapes=False)
-            elif frame.kind == DSQ:
-                self.until(item, "'", escapes=True)
-            elif frame.kind == BQ:
-                self.until(item, "`", escapes=True)
-            elif frame.kind == COMMENT:
-                if item == "\n":
-                    self.stack.pop()
-                else:
-                    self.emit(item)
-            elif frame.kind == PARAM:
-                self.parameter(frame, item)
             else:
-                self.arithmetic(frame, item)
+                handlers[frame.kind](frame, item)
         open_quotes = [f.kind for f in self.stack if f.kind in (DQ, SQ, DSQ, BQ, CMDSUB, PARAM)]
         if open_quotes and self.placeholders:
             self.problems.append(f"the script ends inside {open_quotes[-1]}")
+
+    def comment(self, frame: _Frame, char: str) -> None:
+        if char == "\n":
+            self.stack.pop()  # the newline itself ends the command, in the frame below
+        else:
+            self.emit(char)
 
     def tag(self, frame: _Frame, tag: _Tag) -> None:
         if tag.kind == "{%":
@@ -473,26 +473,22 @@ class _Lexer:
         return False
 
     def top(self, frame: _Frame, char: str) -> None:
-        command = frame.command
-        word = command.word
+        """A character outside quotes: a word's, a quote's start, or an operator."""
+        word = frame.command.word
         following = self.peek(1)
         if char == "\\":
             if self.after_escape(following):
                 return
             if following is None:
                 self.emit(char)
-            else:
-                assert isinstance(following, str)
-                if following != "\n":
-                    word.add(following)
-                self.emit(char + following, 2)
-        elif char == "'":
+                return
+            assert isinstance(following, str)
+            if following != "\n":  # a backslash-newline joins lines
+                word.add(following)
+            self.emit(char + following, 2)
+        elif char in "'\"":
             word.started = True
-            self.push(SQ)
-            self.emit(char)
-        elif char == '"':
-            word.started = True
-            self.push(DQ)
+            self.push(SQ if char == "'" else DQ)
             self.emit(char)
         elif char == "`":
             word.dynamic()
@@ -503,38 +499,34 @@ class _Lexer:
         elif char == "#" and not word.started:
             self.push(COMMENT)
             self.emit(char)
-        elif char in _BLANKS:
-            command.end_word()
-            self.emit(char)
-        elif char == "\n":
-            command.end()
-            self.emit(char)
-            self.heredoc_bodies()
-        elif char in ";&|":
-            command.end()
-            self.emit(char)
-        elif char == "(":
-            if following == "(" and not word.started and not command.words:
-                self.push(ARITH)
-                self.emit("((", 2)
-            else:
-                if frame.kind == CMDSUB:
-                    frame.depth += 1
-                command.end()
-                self.emit(char)
-        elif char == ")":
-            if frame.kind == CMDSUB and frame.depth == 0:
-                command.end()
-                self.stack.pop()
-            else:
-                frame.depth = max(0, frame.depth - 1)
-                command.end()
-            self.emit(char)
-        elif char in "<>":
-            self.redirection(command, char, following)
+        elif char in _BLANKS or char in "\n;&|()<>":
+            self.operator(frame, char, following)
         else:
             word.add(char)
             self.emit(char)
+
+    def operator(self, frame: _Frame, char: str, following: Item | None) -> None:
+        """A blank or an operator: ends the word, and the command unless a blank."""
+        command = frame.command
+        if char in "<>":
+            self.redirection(command, char, following)
+        elif char in _BLANKS:
+            command.end_word()
+            self.emit(char)
+        elif char == "(" and following == "(" and not command.word.started and not command.words:
+            self.push(ARITH)  # (( arithmetic )) as a command
+            self.emit("((", 2)
+        elif char == ")" and frame.kind == CMDSUB and frame.depth == 0:
+            command.end()
+            self.stack.pop()
+            self.emit(char)
+        else:
+            if frame.kind == CMDSUB and char in "()":
+                frame.depth = max(0, frame.depth + (1 if char == "(" else -1))
+            command.end()
+            self.emit(char)
+            if char == "\n":
+                self.heredoc_bodies()
 
     def redirection(self, command: _Command, char: str, following: Item | None) -> None:
         word = command.word

@@ -14,6 +14,7 @@ import marshmallow as ma
 
 from shared.domain import shellscripts
 
+
 def env_name_not_reserved(name: str) -> None:
     """PF_T1, PF_T2, ... are the shell templates' own (a step's env must not mask them)."""
     if shellscripts.RESERVED_NAME.match(name):

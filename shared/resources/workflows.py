@@ -8,6 +8,7 @@ that name steps of the same Workflow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
@@ -27,7 +28,7 @@ LLM_PROVIDERS = ("local", "openai", "anthropic", "together")
 OUTPUT_NAME = ma.validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, '_')."
 )
-ENV_NAME = [
+ENV_NAME: list[Callable[[Any], Any]] = [
     ma.validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an environment variable name."),
     env_name_not_reserved,
 ]
@@ -99,8 +100,7 @@ class RuntimeSchema(StrictSchema):
     )
     automountServiceAccountToken = ma.fields.Boolean(
         metadata=describe(
-            "Mount the service account's token into the Jobs (kubectl needs it); "
-            "default false."
+            "Mount the service account's token into the Jobs (kubectl needs it); default false."
         ),
     )
     resources = ma.fields.Nested(

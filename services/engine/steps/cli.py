@@ -133,9 +133,7 @@ class CliExecutor(registries.StepExecutor):
         try:
             built = shellscripts.construct(source)
         except shellscripts.ShellTemplateError as exc:
-            raise PermanentError(
-                f"{ctx.where('command')}: " + "; ".join(exc.problems)
-            ) from exc
+            raise PermanentError(f"{ctx.where('command')}: " + "; ".join(exc.problems)) from exc
         values = {}
         for placeholder in built.placeholders:
             where = ctx.where(f"command line {placeholder.line}")

@@ -36,6 +36,8 @@ _CHUNK = 65536
 # Seconds to keep reading after the command ended and its group was killed: enough
 # for the pipes to drain, short because what still holds them escaped the group.
 DRAIN_GRACE = 0.5
+# Seconds to wait for a killed group's processes to be gone.
+KILL_WAIT = 1.0
 
 
 class CommandTimeoutError(TemporaryError):
@@ -92,7 +94,9 @@ class LocalRunner:
             for stream in (out, err):
                 stream.pipe.close()
         if timed_out:
-            raise CommandTimeoutError(f"timed out after {command.timeout:g}s and was killed", delay=0)
+            raise CommandTimeoutError(
+                f"timed out after {command.timeout:g}s and was killed", delay=0
+            )
         return Completed(
             exit_code=process.returncode,
             stdout=out.text(),
@@ -155,6 +159,40 @@ class LocalRunner:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        # SIGKILL is delivered asynchronously: give the rest of the group a moment to
+        # die, so that a step that ended has no process left.
+        give_up = time.monotonic() + KILL_WAIT
+        while not _group_dead(process.pid) and time.monotonic() < give_up:
+            time.sleep(0.005)
+
+
+def _group_dead(pgid: int) -> bool:
+    """Whether no process of group ``pgid`` is still running.
+
+    Killed orphans stay zombies (still members) until whoever inherited them reaps
+    them, which this process cannot do, so on Linux the group's members are read
+    from /proc and zombies count as dead.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return True
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as stat:
+                # After the command name: state, ppid, pgrp, ...
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return False
+    return True
 
 
 def _exited(pid: int) -> bool:
