@@ -43,8 +43,10 @@ class Script:
     message: str = ""
     # terminated.reason; default Completed / Error by exit code.
     reason: str = ""
-    # "ErrImagePull": the image never comes (then ImagePullBackOff).
+    # "ErrImagePull": the image never comes (then ImagePullBackOff). Another waiting
+    # reason (CreateContainerConfigError) stays as it is, with ``pull_message``.
     pull_error: str = ""
+    pull_message: str = ""
 
 
 @dataclasses.dataclass
@@ -290,15 +292,12 @@ class KubeJobs:
         script = life.script
         if script.pull_error:
             waited = now - life.created
-            reason = script.pull_error if waited < 0.3 else "ImagePullBackOff"
+            pulling = script.pull_error == "ErrImagePull"
+            reason = "ImagePullBackOff" if pulling and waited >= 0.3 else script.pull_error
             image = pod["spec"]["containers"][0]["image"]
+            message = script.pull_message or f'Back-off pulling image "{image}": not found'
             pod["status"]["containerStatuses"] = [
-                _container(
-                    waiting={
-                        "reason": reason,
-                        "message": f'Back-off pulling image "{image}": not found',
-                    }
-                )
+                _container(waiting={"reason": reason, "message": message})
             ]
             return None
         if life.started is None:
