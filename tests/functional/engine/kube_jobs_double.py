@@ -8,6 +8,10 @@ after ``schedule_delay``, then either an image that cannot be pulled or a runnin
 container that terminates after the test's ``Script.run_seconds`` with its logs and
 exit code; ``activeDeadlineSeconds`` kills it (DeadlineExceeded). Tests read what
 was sent (``created``, ``requests``, ``deleted``) and inject API failures (``fail``).
+
+For a real ``kubectl`` pointed at it, it also serves the core API's discovery and
+lets pods added with ``add_pod`` be listed and deleted (``deleted_pods``): the
+injection tests check that an alert label never makes kubectl delete them.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class KubeJobs:
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self.created: list[Obj] = []
         self.deleted: list[tuple[str, str | None]] = []
+        self.deleted_pods: list[tuple[str, str]] = []
         self.failures: list[Failure] = []
         self.script: Callable[[Obj], Script] = lambda job: Script()
         self.honour_deadline = True
@@ -119,6 +124,31 @@ class KubeJobs:
         """The next ``times`` ``method`` requests whose path matches ``path`` get ``code``."""
         with self.lock:
             self.failures.append(Failure(method, re.compile(path), code, reason, message, times))
+
+    def add_pod(self, namespace: str, name: str) -> None:
+        """A running pod of no Job, for kubectl to find."""
+        with self.lock:
+            self.pods[(namespace, name)] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"app": name},
+                    "uid": f"uid-{name}",
+                    "resourceVersion": str(self.version),
+                    "creationTimestamp": _now(),
+                },
+                "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+                "status": {"phase": "Running"},
+            }
+
+    def delete_pod(self, namespace: str, name: str) -> Obj | None:
+        with self.lock:
+            pod = self.pods.pop((namespace, name), None)
+            if pod is not None:
+                self.deleted_pods.append((namespace, name))
+            return pod
 
     def posts(self) -> list[str]:
         return [path for method, path, _ in self.requests if method == "POST"]
@@ -352,6 +382,42 @@ def _owned(pod: Obj, job: str, namespace: str) -> bool:
     )
 
 
+def _resource(name: str, kind: str) -> Obj:
+    verbs = ["create", "delete", "get", "list", "watch"]
+    return {"name": name, "singularName": "", "namespaced": True, "kind": kind, "verbs": verbs}
+
+
+# Legacy (not aggregated) discovery: enough for kubectl to map pods and jobs.
+_DISCOVERY: dict[str, Obj] = {
+    "/api": {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+    },
+    "/api/v1": {
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [_resource("pods", "Pod"), _resource("pods/log", "Pod")],
+    },
+    "/apis": {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            {
+                "name": "batch",
+                "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"},
+            }
+        ],
+    },
+    "/apis/batch/v1": {
+        "kind": "APIResourceList",
+        "groupVersion": "batch/v1",
+        "resources": [_resource("jobs", "Job")],
+    },
+}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -406,6 +472,12 @@ class _Handler(BaseHTTPRequestHandler):
         if begun is None:
             return None
         path, query = begun
+        pod_match = _PODS.match(path)
+        if pod_match and pod_match["name"] and not pod_match["log"]:
+            pod = self.state.delete_pod(pod_match["ns"], pod_match["name"])
+            if pod is None:
+                return self._send(404, _status(404, "NotFound", f'pods "{pod_match["name"]}"'))
+            return self._send(200, pod)
         match = _JOBS.match(path)
         if match is None or not match["name"]:
             return self._send(404, _status(404, "NotFound", path))
@@ -421,6 +493,8 @@ class _Handler(BaseHTTPRequestHandler):
         if begun is None:
             return None
         path, query = begun
+        if path in _DISCOVERY:
+            return self._send(200, _DISCOVERY[path])
         if match := _JOBS.match(path):
             return self._get_jobs(match["ns"], match["name"], query)
         if (match := _PODS.match(path)) and match["log"]:
