@@ -15,6 +15,10 @@ def cli(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "cli", "command": ["true"], **extra}
 
 
+def shell_cli(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {**cli(name, command=script, **extra), "shell": True}
+
+
 def normalize(spec: dict[str, Any]) -> dict[str, Any]:
     return schemas.normalize("Workflow", "wf", spec)
 
@@ -158,14 +162,14 @@ def test_errors_name_the_field(spec: dict[str, Any], path: str) -> None:
     ("step", "problem"),
     [
         (
-            cli("a", shell=True, command="echo 'pod {{ alert.labels.pod }}'"),
+            shell_cli("a", "echo 'pod {{ alert.labels.pod }}'"),
             "line 1, column 11: {{ alert.labels.pod }} is inside single quotes",
         ),
         (
-            cli("a", shell=True, command="kubectl logs `echo {{ alert.labels.pod }}`"),
+            shell_cli("a", "kubectl logs `echo {{ alert.labels.pod }}`"),
             "is inside backticks",
         ),
-        (cli("a", shell=True, command="{% if x %}rm{% endif %}"), "is a block"),
+        (shell_cli("a", "{% if x %}rm{% endif %}"), "is a block"),
         (
             cli("a", command=["sh", "-c", "kubectl logs {{ alert.labels.pod }} | tail"]),
             "command[2] is the script of a shell's -c",
@@ -188,10 +192,9 @@ def test_safe_shell_templates_and_job_runtime_fields_are_accepted() -> None:
                 "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
             },
             "steps": [
-                cli(
+                shell_cli(
                     "a",
-                    shell=True,
-                    command='kubectl logs -n "{{ alert.labels.namespace }}" -- {{ alert.labels.pod }}',
+                    'kubectl logs -n "{{ alert.labels.namespace }}" -- {{ alert.labels.pod }}',
                     allowOptionLikeValues=True,
                 ),
                 cli("b", command=["sh", "-c", 'kubectl logs "$1"', "sh", "{{ alert.labels.pod }}"]),
