@@ -9,8 +9,9 @@ inside double quotes, and the engine passes the expression's value in that varia
 The shell expands a variable once and never parses the result as code.
 
 That holds only where the shell expands the reference as plain data, so the script
-is lexed (``shared.domain.shellwords``) (words, ``'...'``, ``"..."``, ``$'...'``, backticks, ``$(...)``,
-``${...}``, ``$((...))``, comments, heredocs) to know where each ``{{ }}`` stands. It
+is lexed by ``shared.domain.shellwords`` (words, ``'...'``, ``"..."``, ``$'...'``,
+backticks, ``$(...)``, ``${...}``, ``$((...))``, comments, heredocs) to know where each
+``{{ }}`` stands. It
 refuses the places where the reference would not expand (single quotes, ``$'...'``,
 comments, heredoc bodies), where the shell would evaluate the value once more as code
 (backticks, arithmetic, ``[[ ]]``, ``eval``, ``let``, the script argument of
