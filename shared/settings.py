@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -94,14 +95,31 @@ class EngineSettings:
     # Seconds a Running run may show no progress, with no live step, before a
     # recovery pass re-drives it (a lost chain message). Longer than queueing delays.
     stall_seconds: float = 120.0
-    # Namespace where cli steps with runner: kubernetes create their Jobs.
-    kubernetes_namespace: str = "punchingfist"
+    # Namespace where cli steps with runner: kubernetes create their Jobs; empty means
+    # the Workflow's own namespace, so that a Workflow's Jobs (and the service account
+    # they run as) stay with the team that owns it. Set it to keep every Job in one.
+    kubernetes_namespace: str = ""
     # Seconds a finished Job (and its pod) is kept before Kubernetes deletes it.
     job_ttl_seconds: int = 300
     # Kubernetes API URL for the Job runner; empty means in-cluster configuration.
     kubernetes_api_url: str = ""
     # Seconds between scheduler passes over schedule Sources (cron resolution is 1 min).
     scheduler_interval: float = 1.0
+    # Run cli steps with runner: local as subprocesses of the worker. Such a command
+    # runs as the worker's user, next to its database credentials (a same-user process
+    # can read /proc/<worker>/environ): whoever may create a Workflow may act as the
+    # engine. On for `make run`, where that is you; turn it off (false) in a cluster,
+    # where steps then use runner: kubernetes and a local step fails saying why.
+    local_runner: bool = True
+    # Requests and limits of every Job container ("cpu=100m,memory=128Mi"); a
+    # Workflow's runtime.resources overrides them per resource. Small requests so that
+    # a burst of steps schedules; limits so that one step cannot starve its node.
+    job_requests: tuple[tuple[str, str], ...] = (("cpu", "100m"), ("memory", "128Mi"))
+    # Limits of every Job container, same form; a request above a limit raises it.
+    job_limits: tuple[tuple[str, str], ...] = (("cpu", "1"), ("memory", "512Mi"))
+    # User id Job containers run as (runAsNonRoot is always set); 0 leaves it to the
+    # image, which must then name a non-root user. 65532 is the usual "nonroot" uid.
+    job_run_as_user: int = 65532
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +338,31 @@ def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
         scheduler_interval=_read(
             env, "PF_SCHEDULER_INTERVAL", _positive(float), d.scheduler_interval
         ),
+        local_runner=_read(env, "PF_ENGINE_LOCAL_RUNNER", _boolean, d.local_runner),
+        job_requests=_read(env, "PF_ENGINE_JOB_REQUESTS", _resource_list, d.job_requests),
+        job_limits=_read(env, "PF_ENGINE_JOB_LIMITS", _resource_list, d.job_limits),
+        job_run_as_user=_read(
+            env, "PF_ENGINE_JOB_RUN_AS_USER", _non_negative(int), d.job_run_as_user
+        ),
     )
+
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_list(raw: str) -> tuple[tuple[str, str], ...]:
+    """``cpu=100m,memory=128Mi`` -> (("cpu", "100m"), ("memory", "128Mi"))."""
+    pairs = []
+    for part in _names(raw):
+        name, _, quantity = part.partition("=")
+        name, quantity = name.strip(), quantity.strip()
+        if name not in _RESOURCE_NAMES:
+            raise ValueError(f"{name!r} is not one of {', '.join(_RESOURCE_NAMES)}")
+        if not _QUANTITY.match(quantity):
+            raise ValueError(f"{quantity!r} is not a quantity such as 100m or 128Mi")
+        pairs.append((name, quantity))
+    return tuple(pairs)
 
 
 def _check_urls(settings: Settings) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.engine import steps as _steps  # registers the step executors
 from services.engine.core.outcomes import Backoff
 from services.engine.steps import registries
-from services.engine.steps.local import LocalRunner
+from services.engine.steps.local import DisabledRunner, LocalRunner
 from services.engine.store import Store
 from shared import kube, outbox, queueing
 from shared.db.engines import make_engine, make_session_factory
@@ -93,8 +93,16 @@ class Runtime:
 
     @staticmethod
     def _default_runners(settings: Settings) -> dict[str, registries.Runner]:
-        runners: dict[str, registries.Runner] = {"local": LocalRunner()}
-        if not kube.may_be_configured(settings.engine.kubernetes_api_url):
+        engine = settings.engine
+        runners: dict[str, registries.Runner] = {
+            "local": LocalRunner()
+            if engine.local_runner
+            else DisabledRunner(
+                "runner 'local' is turned off in this engine (PF_ENGINE_LOCAL_RUNNER=false): "
+                "it would run the command inside the engine worker; use runner: kubernetes"
+            )
+        }
+        if not kube.may_be_configured(engine.kubernetes_api_url):
             return runners
         # Imported only now: the kubernetes client is about a third of the worker's
         # import time, which every worker start (and pool process) would pay.
@@ -107,8 +115,13 @@ class Runtime:
         if api_client is not None:
             runners["kubernetes"] = JobRunner(
                 job_client.KubeClient(api_client),
-                namespace=settings.engine.kubernetes_namespace,
-                ttl_seconds=settings.engine.job_ttl_seconds,
+                namespace=engine.kubernetes_namespace,
+                ttl_seconds=engine.job_ttl_seconds,
+                resources={
+                    "requests": dict(engine.job_requests),
+                    "limits": dict(engine.job_limits),
+                },
+                run_as_user=engine.job_run_as_user,
             )
         return runners
 

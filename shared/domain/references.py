@@ -46,11 +46,11 @@ _CACHE_SIZE = 2048
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def of_template(source: str, *, quote: bool = False) -> Found:
+def of_template(source: str) -> Found:
     """Raises ``templates.TemplateError`` when ``source`` does not compile."""
     if not templates.is_template(source):
         return Found()  # used as it is, like Templates.render does
-    return _scan(templates.parse_template(source, quote=quote))
+    return _scan(templates.parse_template(source))
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -21,15 +21,14 @@ internals or the filesystem:
 The seed's examples use Go-style paths (``{{ .alert.labels.pod }}``); they are
 accepted by dropping the leading dot, which is the only Go syntax they used.
 
-What this module must not do: execute anything it renders. Shell quoting of values
-for ``shell: true`` steps happens here (``quote=True``) so that a label cannot
-inject a command.
+What this module must not do: execute anything it renders, or render values into
+shell source: ``shell: true`` steps pass values in environment variables
+(``shared.domain.shellscripts``).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -89,10 +88,6 @@ def _make_environment(finalize: Callable[[Any], Any] | None) -> _Sandbox:
     return env
 
 
-def _shell_quote(value: Any) -> str:
-    return shlex.quote(value if isinstance(value, str) else str(value))
-
-
 def from_go_style(source: str) -> str:
     """``{{ .alert.labels.pod }}`` -> ``{{ alert.labels.pod }}``; strings inside are kept."""
 
@@ -128,22 +123,18 @@ class Templates:
 
     def __init__(self) -> None:
         self._plain = _make_environment(None)
-        self._shell = _make_environment(_shell_quote)
-        self._templates: dict[tuple[str, bool], jinja2.Template] = {}
+        self._templates: dict[str, jinja2.Template] = {}
         self._expressions: dict[str, Any] = {}
 
-    def render(
-        self, source: str, namespace: Mapping[str, Any], *, where: str, quote: bool = False
-    ) -> str:
+    def render(self, source: str, namespace: Mapping[str, Any], *, where: str) -> str:
         """Render ``source``; ``where`` names the step and field for error messages."""
         if not is_template(source):
             return source
         try:
-            template = self._templates.get((source, quote))
+            template = self._templates.get(source)
             if template is None:
-                env = self._shell if quote else self._plain
-                template = env.from_string(from_go_style(source))
-                self._remember(self._templates, (source, quote), template)
+                template = self._plain.from_string(from_go_style(source))
+                self._remember(self._templates, source, template)
             rendered = template.render(namespace)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
@@ -225,22 +216,20 @@ class Templates:
 # Environments for compiling without rendering (validation): the same configuration
 # as ``Templates`` uses, without its caches. Jinja environments are not changed after
 # they are built, so sharing them is safe.
-_CHECKERS = {False: _make_environment(None), True: _make_environment(_shell_quote)}
+_CHECKER = _make_environment(None)
 
 
 def _prefix(where: str | None) -> str:
     return f"{where}: " if where else ""
 
 
-def parse_template(
-    source: str, *, quote: bool = False, where: str | None = None
-) -> jinja2.nodes.Template:
+def parse_template(source: str, *, where: str | None = None) -> jinja2.nodes.Template:
     """Compile ``source`` as ``Templates.render`` would; return its syntax tree.
 
     Raises ``TemplateError`` when it does not compile (syntax, unknown filter or
     test). Nothing is rendered: this is how validation proves a template can run.
     """
-    env = _CHECKERS[quote]
+    env = _CHECKER
     text = from_go_style(source)
     try:
         tree = env.parse(text)
@@ -261,7 +250,7 @@ def parse_expression(expression: str, *, where: str | None = None) -> jinja2.nod
 
     The tree is that of the template ``{{ <expression> }}``.
     """
-    env = _CHECKERS[False]
+    env = _CHECKER
     text = _expression_text(expression)
     try:
         env.compile_expression(text, undefined_to_none=False)

@@ -72,6 +72,10 @@ class Runtime:
     image: str | None = None
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     llm_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # For runner: kubernetes (shared.resources.workflows.RuntimeSchema).
+    service_account_name: str | None = None
+    automount_service_account_token: bool = False
+    resources: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +106,15 @@ def from_spec(namespace: str, name: str, spec: Mapping[str, Any]) -> Workflow:
             image=runtime.get("image"),
             environment=dict(runtime["environment"]),
             llm_config=dict(runtime.get("llmConfig") or {}),
+            service_account_name=runtime.get("serviceAccountName") or None,
+            automount_service_account_token=bool(
+                runtime.get("automountServiceAccountToken", False)
+            ),
+            resources={
+                kind: {str(k): str(v) for k, v in values.items()}
+                for kind, values in (runtime.get("resources") or {}).items()
+                if kind in ("requests", "limits") and values
+            },
         ),
         steps=tuple(_step(index, raw) for index, raw in enumerate(spec["steps"])),
         outputs=tuple(Output(output["name"], output["value"]) for output in spec["outputs"]),

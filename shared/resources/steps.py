@@ -19,7 +19,16 @@ from typing import Any, ClassVar
 
 import marshmallow as ma
 
-from shared.domain import durations
+from shared.domain import durations, shellscripts
+
+
+def env_name_not_reserved(name: str) -> None:
+    """PF_T1, PF_T2, ... are the shell templates' own (a step's env must not mask them)."""
+    if shellscripts.RESERVED_NAME.match(name):
+        raise ma.ValidationError(
+            f"{name}: PF_T1, PF_T2, ... carry the values of shell templates; use another name."
+        )
+
 
 STEP_NAME = ma.validate.Regexp(
     r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$",
@@ -31,7 +40,7 @@ class Syntax(enum.Enum):
     """How a templated field is compiled (and, in the engine, rendered)."""
 
     TEMPLATE = "template"  # Templates.render
-    SHELL = "shell"  # Templates.render(quote=True): a shell: true command
+    SHELL = "shell"  # a shell: true command (values go in PF_T<n>, shared.domain.shellscripts)
     EXPRESSION = "expression"  # Templates.evaluate
 
 
@@ -108,11 +117,24 @@ class StepSchema(ma.Schema):
 
 
 class CliStepSchema(StepSchema):
-    """Run a command: an argv list, or a string for the shell when ``shell: true``."""
+    """Run a command: an argv list, or a string for the shell when ``shell: true``.
+
+    Values from templates are data (``shared.domain.shellscripts``): a shell string
+    that puts a ``{{ }}`` where its value cannot be passed safely, and an argv whose
+    ``sh -c`` script holds a template, are refused here, with where and how.
+    """
 
     command = ma.fields.Raw(required=True)
     shell = ma.fields.Boolean(load_default=False)
-    env = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
+    env = ma.fields.Dict(
+        keys=ma.fields.String(validate=env_name_not_reserved),
+        values=ma.fields.String(),
+        load_default=dict,
+    )
+    # A value from a template that starts an argument and begins with '-' fails the
+    # step (it would be read as an option: kubectl delete pod --all), unless a
+    # literal '--' comes before it or this is true.
+    allowOptionLikeValues = ma.fields.Boolean(load_default=False)
     # "text" keeps stdout as a string; "json" also parses stdout into output fields.
     output = ma.fields.String(load_default="text", validate=ma.validate.OneOf(["text", "json"]))
     # Where the command runs: this worker, or a Kubernetes Job from runtime.image.
@@ -126,6 +148,7 @@ class CliStepSchema(StepSchema):
         if data.get("shell"):
             if not isinstance(command, str) or not command.strip():
                 raise ma.ValidationError("With shell: true, command is one string.", "command")
+            problems = shellscripts.problems_of(command)
         elif not (
             isinstance(command, list) and command and all(isinstance(part, str) for part in command)
         ):
@@ -133,6 +156,10 @@ class CliStepSchema(StepSchema):
                 "Must be a list of strings (argv); use shell: true to give a shell string.",
                 "command",
             )
+        else:
+            problems = shellscripts.argv_problems(command)
+        if problems:
+            raise ma.ValidationError(problems, "command")
 
     @staticmethod
     def templated(step: Mapping[str, Any]) -> Iterator[Templated]:

@@ -16,7 +16,7 @@ whole Workflow can check:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import marshmallow as ma
@@ -31,15 +31,16 @@ from shared.resources.fields import (
     defaults_of,
     describe,
 )
-from shared.resources.steps import STEP_SCHEMAS, Syntax, Templated
+from shared.resources.steps import STEP_SCHEMAS, Syntax, Templated, env_name_not_reserved
 
 LLM_PROVIDERS = ("local", "openai", "anthropic", "together")
 OUTPUT_NAME = ma.validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, '_')."
 )
-ENV_NAME = ma.validate.Regexp(
-    r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an environment variable name."
-)
+ENV_NAME: list[Callable[[Any], Any]] = [
+    ma.validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an environment variable name."),
+    env_name_not_reserved,
+]
 
 
 class LLMConfigSchema(StrictSchema):
@@ -66,6 +67,27 @@ class LLMConfigSchema(StrictSchema):
     )
 
 
+# Kubernetes resource quantities (100m, 0.5, 128Mi, 1G).
+QUANTITY = ma.validate.Regexp(
+    r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$",
+    error="Must be a Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi.",
+)
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_list(text: str) -> ma.fields.Dict:
+    return ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.OneOf(RESOURCE_NAMES)),
+        values=ma.fields.String(validate=QUANTITY),
+        metadata=describe(text),
+    )
+
+
+class ResourcesSchema(StrictSchema):
+    requests = _resource_list("Requests of each step's Job, over the engine's defaults.")
+    limits = _resource_list("Limits of each step's Job, over the engine's defaults.")
+
+
 class RuntimeSchema(StrictSchema):
     image = ma.fields.String(
         validate=ma.validate.Length(min=1, max=1024),
@@ -77,6 +99,22 @@ class RuntimeSchema(StrictSchema):
         values=ma.fields.String(),
         load_default=dict,
         metadata=describe("Environment variables given to every step."),
+    )
+    serviceAccountName = ma.fields.String(
+        validate=[NAME_LENGTH, NAME],
+        metadata=describe(
+            "Service account of the Jobs of steps with runner: kubernetes (one per "
+            "Workflow, bound to what its steps do); the namespace's default otherwise."
+        ),
+    )
+    automountServiceAccountToken = ma.fields.Boolean(
+        metadata=describe(
+            "Mount the service account's token into the Jobs (kubectl needs it); default false."
+        ),
+    )
+    resources = ma.fields.Nested(
+        ResourcesSchema,
+        metadata=describe("Requests and limits of the Jobs, over the engine's defaults."),
     )
 
 
@@ -232,7 +270,7 @@ def _template_problems(
         if field.syntax is Syntax.EXPRESSION:
             found = references.of_expression(field.source)
         else:
-            found = references.of_template(field.source, quote=field.syntax is Syntax.SHELL)
+            found = references.of_template(field.source)
     except templates.TemplateError as exc:
         message = str(exc)
         return [message[:1].upper() + message[1:]]

@@ -76,8 +76,10 @@ class Script:
     message: str = ""
     # terminated.reason; default Completed / Error by exit code.
     reason: str = ""
-    # "ErrImagePull": the image never comes (then ImagePullBackOff).
+    # "ErrImagePull": the image never comes (then ImagePullBackOff). Another waiting
+    # reason (CreateContainerConfigError) stays as it is, with ``pull_message``.
     pull_error: str = ""
+    pull_message: str = ""
 
 
 @dataclasses.dataclass

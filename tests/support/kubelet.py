@@ -106,11 +106,12 @@ class Kubelet(threading.Thread):
         pod = copy.deepcopy(cluster.objects[pod_key])
         script = life.script
         if script.pull_error:
-            backing_off = now - life.created >= PULL_BACKOFF_AFTER
+            pulling = script.pull_error == "ErrImagePull"
+            backing_off = pulling and now - life.created >= PULL_BACKOFF_AFTER
             image = pod["spec"]["containers"][0]["image"]
             waiting = {
                 "reason": "ImagePullBackOff" if backing_off else script.pull_error,
-                "message": f'Back-off pulling image "{image}": not found',
+                "message": script.pull_message or f'Back-off pulling image "{image}": not found',
             }
             if pod["status"]["containerStatuses"][0]["state"].get("waiting") != waiting:
                 pod["status"]["containerStatuses"] = [_container(waiting=waiting)]

@@ -137,15 +137,33 @@ def test_the_job_carries_image_command_env_deadline_ttl_and_labels(
     assert spec["ttlSecondsAfterFinished"] == 120
     pod = spec["template"]
     assert pod["metadata"]["labels"] == labels
-    assert pod["spec"]["restartPolicy"] == "Never"
-    assert pod["spec"]["containers"] == [
-        {
-            "name": "step",
-            "image": IMAGE,
-            "command": ["kubectl", "get", "pod", "web-1"],
-            "env": [{"name": "REGION", "value": "eu-1"}, {"name": "POD", "value": "web-1"}],
-        }
-    ]
+    assert pod["spec"] == {
+        "restartPolicy": "Never",
+        # No service account token unless the Workflow asks for one (issue 8).
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "step",
+                "image": IMAGE,
+                "command": ["kubectl", "get", "pod", "web-1"],
+                "env": [
+                    {"name": "HOME", "value": "/tmp"},
+                    {"name": "REGION", "value": "eu-1"},
+                    {"name": "POD", "value": "web-1"},
+                ],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "privileged": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
     # Done: the Job and its pod are deleted at once; the TTL is only the backstop.
     assert job_gone(cluster, name)
 
@@ -470,8 +488,92 @@ def test_a_workflow_step_runs_as_a_job_through_the_engine(
     assert body["spec"]["activeDeadlineSeconds"] == 20
     container = body["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [
+        {"name": "HOME", "value": "/tmp"},
         {"name": "REGION", "value": "eu-1"},
         {"name": "POD", "value": "web-7"},
     ]
     assert job_gone(cluster, name)
     assert uuid.UUID(body["metadata"]["labels"]["punchingfist.io/run-id"]) == run_id
+
+
+@pytest.fixture
+def workflow_namespace_engine(
+    engine_settings: Callable[..., Settings], cluster: KubeJobs
+) -> Iterator[Celery]:
+    """An engine that names no Job namespace, with its own Job defaults."""
+    app = create_app(
+        engine_settings(
+            PF_ENGINE_KUBERNETES_API_URL=cluster.url,
+            PF_ENGINE_JOB_REQUESTS="cpu=50m,memory=64Mi",
+            PF_ENGINE_JOB_LIMITS="cpu=500m,memory=256Mi",
+            PF_ENGINE_JOB_RUN_AS_USER="1001",
+        )
+    )
+    app.control.purge()
+    with inprocess_worker(app):
+        yield app
+    app.pf_runtime.close()
+
+
+def test_a_job_runs_in_the_workflows_namespace_as_its_service_account_within_limits(
+    harness: Harness, workflow_namespace_engine: Celery, cluster: KubeJobs
+) -> None:
+    cluster.script = echo
+    harness.put_workflow(
+        {
+            "runtime": {
+                "image": IMAGE,
+                "serviceAccountName": "triage-steps",
+                "automountServiceAccountToken": True,
+                "resources": {"requests": {"memory": "384Mi"}, "limits": {"cpu": "2"}},
+            },
+            "steps": [
+                {
+                    "name": "look",
+                    "type": "cli",
+                    "runner": "kubernetes",
+                    "command": ["echo", "{{ alert.labels.pod }}"],
+                }
+            ],
+        },
+        namespace="team-a",
+    )
+    run_id = harness.add_run(namespace="team-a")
+    start_run(workflow_namespace_engine, run_id)
+    run = harness.wait_finished(run_id)
+
+    assert run.phase == "Succeeded", run.error
+    [body] = cluster.created
+    assert body["metadata"]["namespace"] == "team-a"
+    assert cluster.posts() == ["/apis/batch/v1/namespaces/team-a/jobs"]
+    pod = body["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "triage-steps"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1001,
+        "runAsGroup": 1001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The Workflow's requests and limits over the engine's; a request above the
+    # default limit raises that limit instead of making an invalid pod.
+    assert container["resources"] == {
+        "requests": {"cpu": "50m", "memory": "384Mi"},
+        "limits": {"cpu": "2", "memory": "384Mi"},
+    }
+    assert ("team-a", body["metadata"]["name"]) not in cluster.jobs
+
+
+def test_a_container_that_cannot_be_created_is_permanent(
+    cluster: KubeJobs, runner: JobRunner
+) -> None:
+    # What the kubelet says when runAsNonRoot meets an image that runs as root.
+    cluster.script = lambda job: Script(
+        pull_error="CreateContainerConfigError",
+        pull_message="container has runAsNonRoot and image will run as root",
+    )
+    with pytest.raises(PermanentError, match="runAsNonRoot and image will run as root"):
+        runner.run(command(timeout=30))

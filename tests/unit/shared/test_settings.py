@@ -85,6 +85,16 @@ def test_explicit_urls_win_over_var_dir(tmp_path: Path) -> None:
         ),
         ("PF_BROKER_URL", "amqp://guest@mq//", lambda s: s.broker.url, "amqp://guest@mq//"),
         ("PF_BROKER_URL", "memory://", lambda s: s.broker.url, "memory://"),
+        ("PF_ENGINE_LOCAL_RUNNER", "false", lambda s: s.engine.local_runner, False),
+        ("PF_ENGINE_KUBERNETES_NAMESPACE", "jobs", lambda s: s.engine.kubernetes_namespace, "jobs"),
+        (
+            "PF_ENGINE_JOB_REQUESTS",
+            "cpu=50m, memory=64Mi",
+            lambda s: s.engine.job_requests,
+            (("cpu", "50m"), ("memory", "64Mi")),
+        ),
+        ("PF_ENGINE_JOB_LIMITS", "memory=1Gi", lambda s: s.engine.job_limits, (("memory", "1Gi"),)),
+        ("PF_ENGINE_JOB_RUN_AS_USER", "0", lambda s: s.engine.job_run_as_user, 0),
     ],
 )
 def test_reads_each_variable(
@@ -153,6 +163,9 @@ PARSE_ERRORS = [
     ("PF_LOG_LEVEL", "info", "one of DEBUG, INFO, WARNING, ERROR"),
     ("PF_LOG_LEVEL", "TRACE", "one of DEBUG, INFO, WARNING, ERROR"),
     ("PF_LOG_FORMAT", "xml", "one of json, text"),
+    ("PF_ENGINE_LOCAL_RUNNER", "sometimes", "true or false"),
+    ("PF_ENGINE_JOB_REQUESTS", "gpu=1", "'gpu' is not one of cpu, memory"),
+    ("PF_ENGINE_JOB_LIMITS", "memory=lots", "'lots' is not a quantity"),
 ]
 URL_ERRORS = [
     # schemes the services cannot use

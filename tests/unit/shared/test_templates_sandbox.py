@@ -95,14 +95,6 @@ def test_templates_cannot_read_files_or_use_extra_globals(
         templates.render(source, CONTEXT, where="x")
 
 
-def test_shell_quoting_keeps_a_label_one_word(templates: Templates) -> None:
-    context = {"alert": {"labels": {"pod": "x; rm -rf / #"}}}
-    rendered = templates.render(
-        "kubectl logs {{ alert.labels.pod }}", context, where="x", quote=True
-    )
-    assert rendered == "kubectl logs 'x; rm -rf / #'"
-
-
 @pytest.mark.parametrize(
     ("expression", "expected"),
     [
