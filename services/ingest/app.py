@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
 from shared import outbox, queueing, secrets
 from shared.db.engines import checkpoint, make_engine, make_session_factory
+from shared.errors import ConfigError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ class IngestState:
     celery: Any
     publisher: queueing.Publisher
     metrics: IngestMetrics
+    # Bearer token of the read API; None: PF_API_TOKEN_FILE is unset, the API is off.
+    api_token: str | None = None
     published: outbox.PublishedMarks = dataclasses.field(default_factory=outbox.PublishedMarks)
     background: outbox.BackgroundPublisher | None = None
 
@@ -80,6 +84,20 @@ class IngestState:
         return self.background
 
 
+def load_api_token(path: Path | None) -> str | None:
+    """The read API's token from PF_API_TOKEN_FILE; ConfigError if it cannot be used."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"PF_API_TOKEN_FILE={str(path)!r}: cannot be read: {exc}") from exc
+    if not token:
+        # An empty token would make "Authorization: Bearer" with nothing after it pass.
+        raise ConfigError(f"PF_API_TOKEN_FILE={str(path)!r}: the file is empty")
+    return token
+
+
 def state() -> IngestState:
     ingest_state: IngestState = current_app.extensions[EXTENSION]
     return ingest_state
@@ -91,6 +109,7 @@ def create_app(
     secret_reader: secrets.SecretReader | None = None,
     multiprocess_metrics: bool = False,
 ) -> Flask:
+    api_token = load_api_token(settings.ingest.api_token_file)
     app = Flask("punchingfist.ingest")
     app.config["MAX_CONTENT_LENGTH"] = settings.ingest.max_body_bytes
     engine = make_engine(settings.database)
@@ -122,6 +141,7 @@ def create_app(
         celery=celery,
         publisher=queueing.Publisher(celery, settings.broker.publish_backoff),
         metrics=IngestMetrics(registry),
+        api_token=api_token,
     )
     app.register_blueprint(api.blueprint)
     return app
