@@ -48,7 +48,7 @@ def kubernetes_check(api: Any) -> checks.SecretCheck:
 
     def check(namespace: str, name: str, key: str) -> str | None:
         try:
-            secret = api.read_namespaced_secret(name, namespace)
+            secret = api.read_namespaced_secret(name, namespace, _request_timeout=5)
         except ApiException as exc:
             if exc.status == 404:
                 return f"no Secret {namespace}/{name}"
