@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.ingest import api
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
+from services.ingest.tokens import load_api_token
 from shared import outbox, queueing, secrets
 from shared.db.engines import checkpoint, make_engine, make_session_factory
-from shared.errors import ConfigError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,20 +83,6 @@ class IngestState:
         return self.background
 
 
-def load_api_token(path: Path | None) -> str | None:
-    """The read API's token from PF_API_TOKEN_FILE; ConfigError if it cannot be used."""
-    if path is None:
-        return None
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"PF_API_TOKEN_FILE={str(path)!r}: cannot be read: {exc}") from exc
-    if not token:
-        # An empty token would make "Authorization: Bearer" with nothing after it pass.
-        raise ConfigError(f"PF_API_TOKEN_FILE={str(path)!r}: the file is empty")
-    return token
-
-
 def state() -> IngestState:
     ingest_state: IngestState = current_app.extensions[EXTENSION]
     return ingest_state
@@ -124,9 +109,11 @@ def create_app(
         )
     registry = None if multiprocess_metrics else CollectorRegistry()
     if multiprocess_metrics:
-        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+        # The Internal variant serves /metrics on the app itself, summed over the
+        # workers; the plain one served nothing there (GET /metrics was a 405).
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        GunicornPrometheusMetrics(app, group_by="url_rule")
+        GunicornInternalPrometheusMetrics(app, group_by="url_rule")
     else:
         from prometheus_flask_exporter import PrometheusMetrics
 

@@ -50,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
         parser_error = f"--workers must be at least 1, got {workers}"
         raise SystemExit(parser_error)
 
-    from services.ingest.app import load_api_token
+    from services.ingest.tokens import load_api_token
 
     # Checked here, once, so that an unusable token file stops the command with its
     # message instead of failing every gunicorn worker's boot.
