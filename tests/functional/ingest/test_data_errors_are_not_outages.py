@@ -89,3 +89,21 @@ def test_a_data_error_that_slips_through_is_422_not_503(
     assert nul_json.status_code == 422
     assert "database refused" in nul_json.json["error"]
     assert set(table_counts(engine).values()) == {0}
+
+
+def test_a_group_larger_than_sqlites_parameter_limit_is_recorded(
+    post: Callable[..., Any], engine: sa.Engine
+) -> None:
+    # 17,000 distinct fingerprints and start times: one dedup query for all of them
+    # would bind 34,000 parameters, over SQLite's 32,766 ("too many SQL variables",
+    # an OperationalError, so a 503 that AlertManager would retry forever).
+    alerts = [
+        alert("large", n, startsAt=f"2026-11-26T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z")
+        for n in range(17_000)
+    ]
+    first = post(group(*alerts))
+    assert first.status_code == 200, first.json
+    assert first.json["new"] == 17_000
+    again = post(group(*alerts))
+    assert again.status_code == 200
+    assert again.json["deduplicated"] == 17_000
