@@ -252,15 +252,12 @@ def _text_problems(path: str, values: Mapping[str, str]) -> list[tuple[str, str,
     """(field, code, reason) for names and values PostgreSQL could not store."""
     problems = []
     for name, value in values.items():
-        for text, where in ((name, path), (value, f"{path}.{name}")):
+        for text, where, what in ((name, path, "a name"), (value, f"{path}.{name}", "the value")):
             if _NUL in text:
-                what = "a name" if text is name else "the value"
                 problems.append((where, "nul", f"{what} contains a NUL character"))
             elif _SURROGATE.search(text):
-                what = "a name" if text is name else "the value"
-                problems.append(
-                    (where, "surrogate", f"{what} contains a lone UTF-16 surrogate (not Unicode)")
-                )
+                reason = f"{what} contains a lone UTF-16 surrogate (not Unicode)"
+                problems.append((where, "surrogate", reason))
     return problems
 
 
@@ -281,7 +278,6 @@ def _alert_problems(prefix: str, alert: Mapping[str, Any]) -> list[tuple[str, st
                     f"is {len(value)} characters long; at most {limit} are stored",
                 )
             )
-    # A bad name is reported once for its map, not again for its value's path.
     return [(_printable_path(field), code, reason) for field, code, reason in problems]
 
 
