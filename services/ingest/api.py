@@ -199,7 +199,8 @@ def receive_webhook(path: str) -> tuple[Response, int]:
         },
     )
     answer = result.as_json()
-    answer["refusals"] = [refusal.as_json() for refusal in notification.refused]
+    # The first MAX_REFUSAL_DETAILS, as stored on the source event; "refused" is exact.
+    answer["refusals"] = [r.as_json() for r in notification.refused[:MAX_REFUSAL_DETAILS]]
     return jsonify(answer), 200
 
 
