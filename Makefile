@@ -37,7 +37,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 run: $(STAMP) ## the whole pipeline on the embedded default (SQLite), on $PF_INGEST_BIND (127.0.0.1:8080)
-	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} $(BIN)/punchingfist run --config-dir examples
+	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} \
+	PF_API_TOKEN_FILE=$${PF_API_TOKEN_FILE:-examples/secrets/punchingfist-api/token} \
+	$(BIN)/punchingfist run --config-dir examples
 
 crds: $(STAMP) ## regenerate the CRD manifests in k8s/crds/ from shared/resources
 	$(BIN)/python -m shared.resources.crds k8s/crds

@@ -56,6 +56,10 @@ class IngestSettings:
     workers: int = 2
     # Seconds a Source definition is cached before it is read again from the store.
     resource_refresh_seconds: float = 2.0
+    # File holding the bearer token of the read API (/api/v1/*): alerts, annotations
+    # and every step's output. Unset: the read API answers 403 (it shares a listener
+    # with the webhooks, which AlertManager must reach). Read once at start-up.
+    api_token_file: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +156,20 @@ class ControllerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetentionSettings:
+    # Days finished records are kept: source events (raw bodies), resolved alerts,
+    # ended runs with their steps and deliveries, published outbox rows, schedule
+    # ticks. 30 covers a month of post-mortems; 0 keeps everything forever.
+    days: int = 30
+    # Seconds between retention passes (run by `punchingfist scheduler`); the first
+    # pass runs at start. Hourly keeps each pass small.
+    interval: float = 3600.0
+    # Rows deleted per transaction, so that a pass never holds SQLite's write lock
+    # (or PostgreSQL row locks) for long.
+    batch_size: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
@@ -172,6 +190,7 @@ class Settings:
     # Writable folder for local state: the embedded SQLite database and broker,
     # ingest's per-worker metrics files. The image sets /var/lib/punchingfist.
     var_dir: Path = DEFAULT_VAR_DIR
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
@@ -255,6 +274,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             _non_negative(float),
             IngestSettings.resource_refresh_seconds,
         ),
+        api_token_file=_read(env, "PF_API_TOKEN_FILE", Path, IngestSettings.api_token_file),
     )
     outbox = OutboxSettings(
         relay_interval=_read(
@@ -281,6 +301,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_read(env, "PF_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=_read(env, "PF_LOG_FORMAT", _choice("json", "text"), "json"),
         var_dir=var_dir,
+        retention=_retention_from_env(env),
     )
     _check_urls(settings)
     return settings
@@ -376,3 +397,12 @@ def _check_urls(settings: Settings) -> None:
         raise ConfigError(
             f"PF_BROKER_URL={broker!r}: use redis://HOST:PORT/DB (or sqla+sqlite:///PATH, memory://)"
         )
+
+
+def _retention_from_env(env: Mapping[str, str]) -> RetentionSettings:
+    d = RetentionSettings
+    return RetentionSettings(
+        days=_read(env, "PF_RETENTION_DAYS", _non_negative(int), d.days),
+        interval=_read(env, "PF_RETENTION_INTERVAL", _positive(float), d.interval),
+        batch_size=_read(env, "PF_RETENTION_BATCH_SIZE", _positive(int), d.batch_size),
+    )

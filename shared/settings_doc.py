@@ -37,6 +37,7 @@ _SECTIONS = {
     "OutboxSettings": "Outbox",
     "EngineSettings": "Engine and scheduler",
     "ControllerSettings": "Controller",
+    "RetentionSettings": "Retention",
 }
 
 _PARSERS = {

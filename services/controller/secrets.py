@@ -47,7 +47,7 @@ def kubernetes_check(api: Any) -> checks.SecretCheck:
     def check(namespace: str, name: str, key: str) -> str | None:
         try:
             with kube.translated(f"Secret {namespace}/{name} cannot be read"):
-                secret = api.read_namespaced_secret(name, namespace)
+                secret = api.read_namespaced_secret(name, namespace, _request_timeout=5)
         except kube.NotFoundError:
             return f"no Secret {namespace}/{name}"
         except kube.ApiTemporaryError as exc:

@@ -37,7 +37,6 @@ DEPLOYABLES = ["ingest", "engine", "notifier", "controller", "scheduler", "flowe
 IMAGE = "ghcr.io/punchingfist/punchingfist"
 # PF_ variables the manifests set that arrive with other issues' settings.
 ARRIVING_SETTINGS = {
-    "PF_API_TOKEN_FILE",  # ingest security: bearer token of /api/v1/*
 }
 
 Builds = Callable[[str], list[Manifest]]
