@@ -178,8 +178,8 @@ def test_a_condition_over_steps_outputs_and_alert(
         "console",
         {
             "type": "stdout",
-            "condition": "'restarts' in steps.look.output.stdout and outputs.confidence | float > 0.5"
-            " and alert.labels.severity == 'critical'",
+            "condition": "'restarts' in steps.look.output.stdout"
+            " and outputs.confidence | float > 0.5 and alert.labels.severity == 'critical'",
         },
     )
     _, ids = harness.add_finished_run(["console"], harness.add_alert())
