@@ -16,18 +16,19 @@ from typing import Any
 
 from services.notifier.sinks import registries
 
-# C0/C1 control characters except newline handling, which the report does itself.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0/C1 control characters but newline (a multi-line value is indented instead).
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 _WIDTH = 11
 
 
 def _clean(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text.strip())
 
 
 def _line(label: str, value: Any) -> str:
-    return f"  {label:<{_WIDTH}}{_clean(value)}"
+    indent = "\n" + " " * (_WIDTH + 2)
+    return f"  {label:<{_WIDTH}}{indent.join(_clean(value).splitlines())}"
 
 
 def text_report(message: Mapping[str, Any]) -> str:
@@ -36,7 +37,7 @@ def text_report(message: Mapping[str, Any]) -> str:
     outputs = message.get("outputs") or {}
     title = alert.get("name") or run["workflow"]
     severity = f" ({alert['severity']})" if alert.get("severity") else ""
-    lines = [f"== Punching Fist: {_clean(title)}{_clean(severity)}: run {run['phase']} =="]
+    lines = [f"== Punching Fist: {_clean(f'{title}{severity}')}: run {run['phase']} =="]
     if alert:
         labels = " ".join(f"{k}={v}" for k, v in sorted((alert.get("labels") or {}).items()))
         lines.append(_line("alert", f"{alert.get('status', '')}  {labels}"))
