@@ -24,6 +24,7 @@ from jinja2 import sandbox
 from shared.errors import PermanentError
 
 _LIMIT = 1024 * 1024
+_CACHE_SIZE = 256
 
 
 class RenderError(PermanentError):
@@ -38,10 +39,17 @@ class _Interim:
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
         self._env.globals = {"range": self._env.globals["range"], "dict": dict}
+        # Compiling the built-in Slack layout costs about 35 ms; rendering it 1 ms.
+        self._compiled: dict[str, jinja2.Template] = {}
 
     def render(self, source: str, namespace: Mapping[str, Any], *, where: str) -> str:
         try:
-            text = self._env.from_string(source).render(namespace)
+            template = self._compiled.get(source)
+            if template is None:
+                if len(self._compiled) >= _CACHE_SIZE:
+                    self._compiled.clear()
+                template = self._compiled[source] = self._env.from_string(source)
+            text = template.render(namespace)
         except Exception as exc:  # every template failure becomes one message
             raise RenderError(f"{where}: {_describe(exc)}") from exc
         if len(text) > _LIMIT:

@@ -215,6 +215,8 @@ class SlackAPI:
                 "blocks": blocks or [],
                 "thread_ts": thread_ts,
                 "metadata": metadata,
+                # When the stand-in stored it (wall clock), for the benchmark's latency.
+                "received_at": time.time(),
             }
             self._messages.append(message)
         return {"ok": True, "channel": channel, "ts": message["ts"], "message": _public(message)}
@@ -302,7 +304,8 @@ def _true(value: Any) -> bool:
 
 
 def _public(message: dict[str, Any], metadata: bool = True) -> dict[str, Any]:
-    shown = {k: v for k, v in message.items() if k != "channel" and v is not None}
+    hidden = {"channel", "received_at"}
+    shown = {k: v for k, v in message.items() if k not in hidden and v is not None}
     if not metadata:
         shown.pop("metadata", None)
     return shown
