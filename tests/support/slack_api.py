@@ -14,9 +14,10 @@ metadata only with ``include_all_metadata``), ``conversations.replies``,
 
 Faults, for the tests: ``fail_next(method, status=429, retry_after=1)`` answers the
 next calls with an HTTP error, ``fail_next(method, error="channel_not_found")`` with
-``ok: false``, and ``delay_next(method, seconds)`` stores the message and then waits
-before answering, which is the window in which a test kills the sender: Slack has
-posted the message, the sender has not recorded it.
+``ok: false``, ``fail_next(method, answer={"ok": True})`` with any answer, and
+``delay_next(method, seconds)`` stores the message and then waits before answering,
+which is the window in which a test kills the sender: Slack has posted the message,
+the sender has not recorded it.
 
 In-process: ``with SlackAPI(token="xoxb-test") as slack: slack.url`` (ends in /api/).
 As a process (compose, by hand): ``python -m tests.support.slack_api --port 9091``;
@@ -49,6 +50,8 @@ class Fault:
     error: str | None = None
     retry_after: float | None = None
     delay: float = 0.0
+    # A whole answer to give instead (e.g. {"ok": true} without channel and ts).
+    answer: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass
@@ -126,10 +129,11 @@ class SlackAPI:
         status: int = 200,
         error: str | None = None,
         retry_after: float | None = None,
+        answer: dict[str, Any] | None = None,
         count: int = 1,
     ) -> None:
         with self._lock:
-            self._faults.append(Fault(method, count, status, error, retry_after))
+            self._faults.append(Fault(method, count, status, error, retry_after, answer=answer))
 
     def delay_next(self, method: str, seconds: float, count: int = 1) -> None:
         with self._lock:
@@ -168,6 +172,8 @@ class SlackAPI:
         with self._lock:
             self._calls.append(Call(method, authorization, content_type, body))
         fault = self._take_fault(method)
+        if fault is not None and fault.answer is not None:
+            return fault.status, {}, fault.answer
         if fault is not None and fault.delay == 0.0:
             headers = {}
             if fault.retry_after is not None:

@@ -15,7 +15,7 @@ import pytest
 from celery import Celery
 from notifierkit import Harness, NotifierProcess, slack_sink, wait_for
 
-from shared.queueing import DELIVER, NOTIFIER_QUEUE
+from shared.queueing import ALERT_RESOLVED, DELIVER, NOTIFIER_QUEUE
 from tests.support.slack_api import SlackAPI
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -102,3 +102,26 @@ def test_a_killed_pool_process_is_replaced_and_its_delivery_finished_once(
     delivered(harness, later["slack"])
     assert len(slack.parents()) == 1
     assert len(slack.replies(slack.parents()[0]["ts"])) == 1
+
+
+def test_a_resolution_message_updates_the_thread_once(
+    harness: Harness, slack: SlackAPI, sender: Celery, notifier_process: NotifierProcess
+) -> None:
+    harness.put_sink("slack", slack_sink(slack.url))
+    alert_id = harness.add_alert()
+    _, ids = harness.add_finished_run(["slack"], alert_id)
+    notifier_process.start()
+    send(sender, ids["slack"])
+    delivered(harness, ids["slack"])
+    harness.resolve(alert_id)
+    for _ in range(2):
+        sender.send_task(ALERT_RESOLVED, args=[str(alert_id)], queue=NOTIFIER_QUEUE)
+    wait_for(
+        lambda: (state := harness.state(alert_id, "slack")).resolved_at is not None and state,
+        30,
+        "the resolution was not handled",
+    )
+    [parent] = slack.parents()
+    assert parent.get("edited")
+    wait_for(lambda: len(slack.calls("chat.update")) >= 1, 10, "no update")
+    assert len(slack.replies(parent["ts"])) == 1

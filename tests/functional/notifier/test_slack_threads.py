@@ -181,6 +181,20 @@ def test_a_permanent_slack_error_fails_at_once_and_frees_the_parent(
     assert harness.state(alert_id, "slack").thread_ts == slack.parents()[0]["ts"]
 
 
+def test_an_ok_answer_without_ts_is_not_taken_for_a_parent(
+    harness: Harness, slack: SlackAPI, runtime: Runtime
+) -> None:
+    harness.put_sink("slack", slack_sink(slack.url))
+    alert_id = harness.add_alert()
+    _, ids = harness.add_finished_run(["slack"], alert_id)
+    slack.fail_next("chat.postMessage", answer={"ok": True})
+    deliver(runtime, ids["slack"])
+    delivery = harness.delivery(ids["slack"])
+    assert delivery.phase == "Failed"
+    assert "without channel and ts" in delivery.error
+    assert harness.state(alert_id, "slack").thread_ts is None
+
+
 def test_a_wrong_token_is_invalid_auth(harness: Harness, slack: SlackAPI, runtime: Runtime) -> None:
     harness.put_secret("slack-bot", "token", "xoxb-wrong")
     harness.put_sink("slack", slack_sink(slack.url))
