@@ -46,6 +46,7 @@ class BrokerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class IngestSettings:
+    # HOST:PORT the ingest API listens on; loopback unless asked (0.0.0.0 in a container).
     bind: str = "127.0.0.1:8080"
     # Largest accepted webhook body, bytes. AlertManager sends about 1 KiB an alert;
     # 10 MiB leaves room for groups of thousands without inviting abuse.
@@ -189,9 +190,12 @@ class Settings:
     kubernetes_secrets: bool = False
     # Where Sources, Workflows and Sinks are loaded from when there is no cluster.
     config_dir: Path | None = None
+    # Least severe log level written.
     log_level: str = "INFO"
     # "json" for machines, "text" for a terminal.
     log_format: str = "json"
+    # Writable folder for local state: the embedded SQLite database and broker,
+    # ingest's per-worker metrics files. The image sets /var/lib/punchingfist.
     var_dir: Path = DEFAULT_VAR_DIR
 
 

@@ -30,13 +30,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.engine import steps as _steps  # registers the step executors
 from services.engine.core.outcomes import Backoff
-from services.engine.core.templates import Templates
 from services.engine.steps import registries
 from services.engine.steps.local import LocalRunner
 from services.engine.store import Store
 from shared import outbox, queueing
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
+from shared.domain.templates import Templates
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,7 @@ class Runtime:
         self.templates = Templates()
         self.db = make_engine(settings.database)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.db)
-        self.store = Store(
-            self.registry.known_types,
-            self.templates,
-            outbox_lease_seconds=settings.outbox.lease_seconds,
-        )
+        self.store = Store(self.templates, outbox_lease_seconds=settings.outbox.lease_seconds)
         self.publisher = queueing.Publisher(app, settings.broker.publish_backoff)
         self.backoff = Backoff(settings.engine.retry_backoff, settings.engine.retry_backoff_max)
         self.runners = runners if runners is not None else self._default_runners(settings)

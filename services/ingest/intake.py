@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from shared import outbox, queueing
 from shared.db.engines import write_lock
 from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun, utcnow
+from shared.domain import runs as run_domain
 from shared.domain.alerts import AlertStatus, IncomingAlert, Notification, transition
 from shared.domain.sources import Source
 
@@ -292,29 +293,13 @@ def _new_alert_row(
 def _run_row(
     alert_id: uuid.UUID, alert: IncomingAlert, source: Source, now: dt.datetime
 ) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "workflow_name": source.trigger_workflow,
-        "namespace": source.namespace,
-        "source_name": source.name,
-        "alert_id": alert_id,
-        "trigger": "alert",
-        "phase": "Pending",
-        "steps_completed": 0,
-        "total_steps": 0,
-        "current_step": None,
-        "input_context": {
-            "alert": alert.to_context(),
-            "source": {
-                "name": source.name,
-                "namespace": source.namespace,
-                "context": dict(source.context),
-            },
-        },
-        "context": {},
-        "outputs": None,
-        "error": None,
-        "created_at": now,
-        "started_at": None,
-        "completed_at": None,
-    }
+    assert source.trigger_workflow  # no starts are allowed without one
+    return run_domain.new_pending_run(
+        workflow=source.trigger_workflow,
+        namespace=source.namespace,
+        source=source.name,
+        source_context=source.context,
+        now=now,
+        alert=alert,
+        alert_id=alert_id,
+    ).row()

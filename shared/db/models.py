@@ -192,7 +192,8 @@ class WorkflowRun(Base):
     # The Workflow spec as it was at start: every step of a run sees the same
     # definition even if the Workflow is edited meanwhile.
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # The alert's fingerprint, copied out of input_context for the per-fingerprint cap.
+    # The alert's fingerprint, for the per-fingerprint cap; written with the run
+    # (``shared.domain.runs.new_pending_run``).
     fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -20,8 +20,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from services.engine.core.outcomes import Directive, Outcome
-from services.engine.core.templates import Templates
-from services.engine.core.workflows import Step, Workflow
+from shared.domain.templates import Templates
+from shared.domain.workflows import Step, Workflow
 from shared.errors import PermanentError, TemporaryError
 from shared.resources.steps import STEP_SCHEMAS
 

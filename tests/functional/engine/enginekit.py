@@ -82,6 +82,7 @@ class Harness:
                     alert_id=alert_id,
                     trigger="alert",
                     phase="Pending",
+                    fingerprint=fingerprint,
                     input_context={
                         "alert": {
                             "status": "firing",

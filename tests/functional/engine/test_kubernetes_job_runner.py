@@ -22,13 +22,13 @@ from kubernetes.config import kube_config
 
 from services.engine import kube
 from services.engine.app import Runtime, create_app
-from services.engine.core import workflows
-from services.engine.core.templates import Templates
 from services.engine.steps import registries
 from services.engine.steps.cli import CliExecutor
 from services.engine.steps.kubernetes import JobRunner, job_manifest, job_name
 from services.engine.steps.local import CommandTimeoutError, LocalRunner
+from shared.domain.templates import Templates
 from shared.errors import PermanentError, TemporaryError
+from shared.resources.schemas import load_workflow
 from shared.settings import Settings
 
 pytestmark = pytest.mark.timeout(15)
@@ -83,11 +83,10 @@ def command(**overrides: Any) -> registries.Command:
 def cli_context(
     runner: registries.Runner, step: dict[str, Any], runner_name: str = "kubernetes"
 ) -> registries.StepContext:
-    flow = workflows.parse(
+    flow = load_workflow(
         "ns",
         "wf",
         {"runtime": {"image": IMAGE}, "steps": [{"name": "look", "type": "cli", **step}]},
-        {"cli", "conditional", "agent"},
     )
     return registries.StepContext(
         run_id=RUN_ID,

@@ -6,23 +6,20 @@ from typing import Any
 
 import pytest
 
-from services.engine.core import workflows
-from services.engine.core.templates import Templates
 from services.engine.steps import registries
 from services.engine.steps.cli import CliExecutor
 from services.engine.steps.conditional import ConditionalExecutor
 from services.engine.steps.local import LocalRunner
+from shared.domain.templates import Templates
 from shared.errors import PermanentError
+from shared.resources.schemas import load_workflow
 
 
 def context_for(
     step: dict[str, Any], *, timeout: float = 5.0, limit: int = 1000
 ) -> registries.StepContext:
-    flow = workflows.parse(
-        "ns",
-        "wf",
-        {"runtime": {"environment": {"REGION": "eu"}}, "steps": [step]},
-        {"cli", "conditional", "agent"},
+    flow = load_workflow(
+        "ns", "wf", {"runtime": {"environment": {"REGION": "eu"}}, "steps": [step]}
     )
     return registries.StepContext(
         run_id="run-1",

@@ -87,7 +87,7 @@ def test_branches_name_steps_of_this_workflow() -> None:
                 {
                     "name": "check",
                     "type": "conditional",
-                    "condition": "x",
+                    "condition": "true",
                     "then": {"run": ["fix", "ghost"]},
                     "else": {"skip": ["check"]},
                 },
@@ -124,7 +124,7 @@ def test_sinks_and_outputs_are_unique() -> None:
             "spec.runtime.llmConfig.provider",
         ),
         (
-            {"steps": [cli("a")], "limits": {"maxConcurrentRuns": 0}},
+            {"steps": [cli("a")], "limits": {"maxConcurrentRuns": -1}},
             "spec.limits.maxConcurrentRuns",
         ),
         ({"steps": [cli("a")], "sinks": ["Bad Name"]}, "spec.sinks.0"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.engine.core.templates import TemplateError, Templates, from_go_style
+from shared.domain.templates import TemplateError, Templates, from_go_style
 
 CONTEXT: dict[str, Any] = {
     "alert": {"labels": {"pod": "web-1", "app-name": "shop"}, "severity": "critical"},
