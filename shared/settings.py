@@ -335,6 +335,13 @@ def _controller_from_env(env: Mapping[str, str]) -> ControllerSettings:
     )
 
 
+def _base_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 def _notifier_from_env(env: Mapping[str, str]) -> NotifierSettings:
     d = NotifierSettings
     return NotifierSettings(
@@ -363,7 +370,7 @@ def _notifier_from_env(env: Mapping[str, str]) -> NotifierSettings:
             env, "PF_NOTIFIER_BREAKER_RESET_SECONDS", _positive(float), d.breaker_reset_seconds
         ),
         breaker_redis_url=_read(env, "PF_NOTIFIER_BREAKER_REDIS_URL", str, d.breaker_redis_url),
-        public_url=_read(env, "PF_PUBLIC_URL", str, d.public_url).rstrip("/"),
+        public_url=_read(env, "PF_PUBLIC_URL", _base_url, d.public_url),
     )
 
 

@@ -381,8 +381,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="a local Slack Web API stand-in")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9091)
+    parser.add_argument("--bind", metavar="HOST:PORT", help="instead of --host and --port")
     parser.add_argument("--token", default=TOKEN)
     args = parser.parse_args()
+    if args.bind:
+        args.host, _, port = args.bind.rpartition(":")
+        args.port = int(port)
     api = SlackAPI(token=args.token, host=args.host, port=args.port)
     print(f"Slack Web API stand-in on {api.url} (token {args.token})", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
