@@ -23,11 +23,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-# Run phases as the engine writes them.
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-SKIPPED = "Skipped"
-RESOLVED = "resolved"
+from shared.domain.alerts import AlertStatus
+from shared.domain.runs import RunPhase
+
+RESOLVED = AlertStatus.RESOLVED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +69,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 def escalates(run_phase: str, alert: AlertFacts | None) -> bool:
     """Whether the run hands its alert to a human: it ran (Succeeded or Failed) and
     the alert is not resolved (by the workflow or by AlertManager) meanwhile."""
-    if run_phase not in (SUCCEEDED, FAILED) or alert is None:
+    if run_phase not in (RunPhase.SUCCEEDED, RunPhase.FAILED) or alert is None:
         return False
     return alert.status != RESOLVED
 
