@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest bench-engine migrate clean crds validate
+.PHONY: help install test lint format run bench-ingest bench-engine bench-notifier migrate clean crds validate
 .PHONY: settings-doc flower
 
 help: ## list the targets
@@ -63,6 +63,9 @@ bench-ingest: $(STAMP) ## ingest throughput and latency vs a bare Flask endpoint
 
 bench-engine: $(STAMP) ## engine latency (alert -> first step at 100/s, 5 steps vs bare Celery chain) on Redis
 	$(BIN)/python bench/engine.py
+
+bench-notifier: $(STAMP) ## notifier deliveries/s and run-end -> Slack latency vs bare slack-sdk calls (local Slack stand-in, Redis)
+	$(BIN)/python bench/notifier.py
 
 clean: ## remove the venv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -38,6 +38,7 @@ _SECTIONS = {
     "EngineSettings": "Engine and scheduler",
     "ControllerSettings": "Controller",
     "RetentionSettings": "Retention",
+    "NotifierSettings": "Notifier",
 }
 
 _PARSERS = {
@@ -49,6 +50,7 @@ _PARSERS = {
     "_positive(int)": "integer > 0",
     "_non_negative(float)": "number >= 0",
     "_non_negative(int)": "integer >= 0",
+    "_base_url": "http(s) URL",
 }
 
 

@@ -18,7 +18,7 @@ def test_examples_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", "-f", str(EXAMPLES)]) == 0
     out = capsys.readouterr().out
     assert "ok  Source default/alertmanager" in out
-    assert "2 resource(s) valid" in out
+    assert "3 resource(s) valid" in out
 
 
 def test_errors_name_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
