@@ -1,0 +1,1 @@
+"""Doubles and servers the tests share (on loopback only)."""
