@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest bench-engine migrate clean crds validate
+.PHONY: help install test lint format run bench-ingest bench-engine bench-agent eval migrate clean crds validate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ crds: $(STAMP) ## regenerate the CRD manifests in k8s/crds/ from shared/resource
 validate: $(STAMP) ## check resource files offline, one set at a time (make validate F=examples)
 	@for set in $(or $(F),examples examples/cluster); do \
 	  $(BIN)/python -m services.controller.cli validate -f $$set || exit 1; done
+
+eval: $(STAMP) ## agent evals: recorded scenarios, rules (and PF_EVAL_LLM's model), with the score
+	$(BIN)/python -m pytest tests/evals -q
 
 migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
 	$(BIN)/punchingfist migrate

@@ -10,6 +10,7 @@ port 1, so an HTTP check of them fails the way an unreachable service does.
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from services.engine.agent import investigations, llm
 from services.engine.tools.registries import ToolContext, ToolSettings
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+# (scenario, expected category, found category) per mode, printed at the end of the run.
+SCORES: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
 
 
 def scenario_names() -> list[str]:

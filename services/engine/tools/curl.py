@@ -196,7 +196,8 @@ class Curl(registries.Tool):
             lines.append("body:")
             lines.append(text)
         if dropped:
-            lines.append(f"[{dropped} more bytes of body not read]")
+            # _read_capped stops counting at 16 times the cap: a lower bound then.
+            lines.append(f"[{dropped} or more further bytes of body not kept]")
         data = {"url": url, "status_code": response.status_code, "seconds": seconds}
         return ToolResult(Status.OK, "\n".join(lines), data)
 
