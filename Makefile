@@ -48,6 +48,9 @@ validate: $(STAMP) ## check resource files offline, one set at a time (make vali
 eval: $(STAMP) ## agent evals: recorded scenarios, rules (and PF_EVAL_LLM's model), with the score
 	$(BIN)/python -m pytest tests/evals -q
 
+bench-agent: $(STAMP) ## agent: each tool's latency against the API double, loop overhead per iteration
+	$(BIN)/python bench/agent.py
+
 migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
 	$(BIN)/punchingfist migrate
 
