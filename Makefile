@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -
 T ?= tests
 
 .PHONY: help install test lint format run bench-ingest bench-engine bench-agent eval migrate clean crds validate
+.PHONY: settings-doc flower
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,10 +37,19 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 run: $(STAMP) ## the whole pipeline on the embedded default (SQLite), on $PF_INGEST_BIND (127.0.0.1:8080)
-	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} $(BIN)/punchingfist run --config-dir examples
+	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} \
+	PF_API_TOKEN_FILE=$${PF_API_TOKEN_FILE:-examples/secrets/punchingfist-api/token} \
+	$(BIN)/punchingfist run --config-dir examples
 
 crds: $(STAMP) ## regenerate the CRD manifests in k8s/crds/ from shared/resources
 	$(BIN)/python -m shared.resources.crds k8s/crds
+
+settings-doc: $(STAMP) ## regenerate the PF_ settings table of docs/deploy.md from shared/settings.py
+	$(BIN)/python -m shared.settings_doc --write docs/deploy.md
+
+flower: $(STAMP) ## the Celery dashboard on http://127.0.0.1:5555 for $PF_BROKER_URL (Redis; default redis://127.0.0.1:6379/0)
+	@$(BIN)/python -c 'import flower' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[flower]'
+	$(BIN)/celery --broker=$${PF_BROKER_URL:-redis://127.0.0.1:6379/0} flower --address=127.0.0.1 --port=5555
 
 validate: $(STAMP) ## check resource files offline, one set at a time (make validate F=examples)
 	@for set in $(or $(F),examples examples/cluster); do \

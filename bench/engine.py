@@ -122,6 +122,8 @@ class Store:
                     source_name="bench",
                     alert_id=alert_id,
                     phase="Pending",
+                    # As ingest writes it: the per-fingerprint cap reads the column.
+                    fingerprint=fingerprint,
                     input_context={
                         "alert": {
                             "labels": labels,

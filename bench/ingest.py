@@ -361,10 +361,18 @@ def bench_million(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from services.ingest.app import create_app
     from shared.settings import from_env
 
+    token_file = workdir / "api-token"
+    token_file.write_text("bench-api-token")
     settings = from_env(
-        {"PF_DATABASE_URL": url, "PF_BROKER_URL": "memory://", "PF_VAR_DIR": str(workdir / "var")}
+        {
+            "PF_DATABASE_URL": url,
+            "PF_BROKER_URL": "memory://",
+            "PF_VAR_DIR": str(workdir / "var"),
+            "PF_API_TOKEN_FILE": str(token_file),
+        }
     )
     client = create_app(settings).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer bench-api-token"
     timings: dict[str, list[float]] = {}
     for name, query in [
         ("first page", "/api/v1/alerts?limit=50"),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from shared import kube
 from shared.errors import SecretError
 
 # Seconds a resolved value is reused; short enough that a rotated token works soon.
@@ -45,52 +46,33 @@ def folder_reader(root: Path) -> SecretReader:
 class KubernetesSecrets:
     """Reads Secrets through the Kubernetes API (a SecretReader with a ``close``).
 
-    Configured from the pod's service account, else the kubeconfig; ``host`` names an
-    API server directly (tests, kubectl proxy).
+    Configured by ``shared.kube``: the pod's service account, else the kubeconfig;
+    ``host`` names an API server directly (tests, kubectl proxy).
     """
 
     def __init__(self, host: str | None = None) -> None:
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+        from kubernetes import client
 
-        if host is not None:
-            configuration = client.Configuration()
-            configuration.host = host
-            # One quick try: the cache and the sender's retry cover a blip.
-            configuration.retries = 0
-        else:
-            configuration = client.Configuration.get_default_copy()
-            try:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            except ConfigException:
-                try:
-                    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                except (ConfigException, OSError) as exc:
-                    raise SecretError(
-                        f"PF_KUBERNETES_SECRETS is on but no cluster configuration was found: {exc}"
-                    ) from exc
-        self._client = client.ApiClient(configuration)
+        try:
+            # With a host, one quick try: the cache and the sender's retry cover a blip.
+            self._client = kube.api_client(host or "", retries=0 if host else None)
+        except kube.KubeConfigError as exc:
+            raise SecretError(f"PF_KUBERNETES_SECRETS is on but {exc}") from exc
         self._api = client.CoreV1Api(self._client)
 
     def __call__(self, namespace: str, name: str, key: str) -> str:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
         try:
-            secret = self._api.read_namespaced_secret(name, namespace, _request_timeout=5)
-        except ApiException as exc:
-            raise SecretError(f"secret {namespace}/{name}: {exc.status} {exc.reason}") from exc
-        except (HTTPError, OSError) as exc:
-            raise SecretError(f"secret {namespace}/{name}: API server unreachable: {exc}") from exc
+            with kube.translated(f"secret {namespace}/{name}"):
+                secret = self._api.read_namespaced_secret(name, namespace, _request_timeout=5)
+        except kube.KubeError as exc:
+            raise SecretError(str(exc)) from exc
         data = secret.data or {}
         if key not in data:
             raise SecretError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode().strip()
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
-        # ApiClient.close leaves urllib3's pooled sockets open.
-        self._client.rest_client.pool_manager.clear()
+        kube.close(self._client)
 
 
 class CachedSecrets:

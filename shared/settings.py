@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +47,7 @@ class BrokerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class IngestSettings:
+    # HOST:PORT the ingest API listens on; loopback unless asked (0.0.0.0 in a container).
     bind: str = "127.0.0.1:8080"
     # Largest accepted webhook body, bytes. AlertManager sends about 1 KiB an alert;
     # 10 MiB leaves room for groups of thousands without inviting abuse.
@@ -54,6 +56,10 @@ class IngestSettings:
     workers: int = 2
     # Seconds a Source definition is cached before it is read again from the store.
     resource_refresh_seconds: float = 2.0
+    # File holding the bearer token of the read API (/api/v1/*): alerts, annotations
+    # and every step's output. Unset: the read API answers 403 (it shares a listener
+    # with the webhooks, which AlertManager must reach). Read once at start-up.
+    api_token_file: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +99,31 @@ class EngineSettings:
     # Seconds a Running run may show no progress, with no live step, before a
     # recovery pass re-drives it (a lost chain message). Longer than queueing delays.
     stall_seconds: float = 120.0
-    # Namespace where cli steps with runner: kubernetes create their Jobs.
-    kubernetes_namespace: str = "punchingfist"
+    # Namespace where cli steps with runner: kubernetes create their Jobs; empty means
+    # the Workflow's own namespace, so that a Workflow's Jobs (and the service account
+    # they run as) stay with the team that owns it. Set it to keep every Job in one.
+    kubernetes_namespace: str = ""
     # Seconds a finished Job (and its pod) is kept before Kubernetes deletes it.
     job_ttl_seconds: int = 300
     # Kubernetes API URL for the Job runner; empty means in-cluster configuration.
     kubernetes_api_url: str = ""
     # Seconds between scheduler passes over schedule Sources (cron resolution is 1 min).
     scheduler_interval: float = 1.0
+    # Run cli steps with runner: local as subprocesses of the worker. Such a command
+    # runs as the worker's user, next to its database credentials (a same-user process
+    # can read /proc/<worker>/environ): whoever may create a Workflow may act as the
+    # engine. On for `make run`, where that is you; turn it off (false) in a cluster,
+    # where steps then use runner: kubernetes and a local step fails saying why.
+    local_runner: bool = True
+    # Requests and limits of every Job container ("cpu=100m,memory=128Mi"); a
+    # Workflow's runtime.resources overrides them per resource. Small requests so that
+    # a burst of steps schedules; limits so that one step cannot starve its node.
+    job_requests: tuple[tuple[str, str], ...] = (("cpu", "100m"), ("memory", "128Mi"))
+    # Limits of every Job container, same form; a request above a limit raises it.
+    job_limits: tuple[tuple[str, str], ...] = (("cpu", "1"), ("memory", "512Mi"))
+    # User id Job containers run as (runAsNonRoot is always set); 0 leaves it to the
+    # image, which must then name a non-root user. 65532 is the usual "nonroot" uid.
+    job_run_as_user: int = 65532
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +156,20 @@ class ControllerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetentionSettings:
+    # Days finished records are kept: source events (raw bodies), resolved alerts,
+    # ended runs with their steps and deliveries, published outbox rows, schedule
+    # ticks. 30 covers a month of post-mortems; 0 keeps everything forever.
+    days: int = 30
+    # Seconds between retention passes (run by `punchingfist scheduler`); the first
+    # pass runs at start. Hourly keeps each pass small.
+    interval: float = 3600.0
+    # Rows deleted per transaction, so that a pass never holds SQLite's write lock
+    # (or PostgreSQL row locks) for long.
+    batch_size: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
@@ -146,10 +183,14 @@ class Settings:
     kubernetes_secrets: bool = False
     # Where Sources, Workflows and Sinks are loaded from when there is no cluster.
     config_dir: Path | None = None
+    # Least severe log level written.
     log_level: str = "INFO"
     # "json" for machines, "text" for a terminal.
     log_format: str = "json"
+    # Writable folder for local state: the embedded SQLite database and broker,
+    # ingest's per-worker metrics files. The image sets /var/lib/punchingfist.
     var_dir: Path = DEFAULT_VAR_DIR
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
@@ -233,6 +274,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             _non_negative(float),
             IngestSettings.resource_refresh_seconds,
         ),
+        api_token_file=_read(env, "PF_API_TOKEN_FILE", Path, IngestSettings.api_token_file),
     )
     outbox = OutboxSettings(
         relay_interval=_read(
@@ -259,6 +301,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_read(env, "PF_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=_read(env, "PF_LOG_FORMAT", _choice("json", "text"), "json"),
         var_dir=var_dir,
+        retention=_retention_from_env(env),
     )
     _check_urls(settings)
     return settings
@@ -316,7 +359,31 @@ def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
         scheduler_interval=_read(
             env, "PF_SCHEDULER_INTERVAL", _positive(float), d.scheduler_interval
         ),
+        local_runner=_read(env, "PF_ENGINE_LOCAL_RUNNER", _boolean, d.local_runner),
+        job_requests=_read(env, "PF_ENGINE_JOB_REQUESTS", _resource_list, d.job_requests),
+        job_limits=_read(env, "PF_ENGINE_JOB_LIMITS", _resource_list, d.job_limits),
+        job_run_as_user=_read(
+            env, "PF_ENGINE_JOB_RUN_AS_USER", _non_negative(int), d.job_run_as_user
+        ),
     )
+
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_list(raw: str) -> tuple[tuple[str, str], ...]:
+    """``cpu=100m,memory=128Mi`` -> (("cpu", "100m"), ("memory", "128Mi"))."""
+    pairs = []
+    for part in _names(raw):
+        name, _, quantity = part.partition("=")
+        name, quantity = name.strip(), quantity.strip()
+        if name not in _RESOURCE_NAMES:
+            raise ValueError(f"{name!r} is not one of {', '.join(_RESOURCE_NAMES)}")
+        if not _QUANTITY.match(quantity):
+            raise ValueError(f"{quantity!r} is not a quantity such as 100m or 128Mi")
+        pairs.append((name, quantity))
+    return tuple(pairs)
 
 
 def _check_urls(settings: Settings) -> None:
@@ -330,3 +397,12 @@ def _check_urls(settings: Settings) -> None:
         raise ConfigError(
             f"PF_BROKER_URL={broker!r}: use redis://HOST:PORT/DB (or sqla+sqlite:///PATH, memory://)"
         )
+
+
+def _retention_from_env(env: Mapping[str, str]) -> RetentionSettings:
+    d = RetentionSettings
+    return RetentionSettings(
+        days=_read(env, "PF_RETENTION_DAYS", _non_negative(int), d.days),
+        interval=_read(env, "PF_RETENTION_INTERVAL", _positive(float), d.interval),
+        batch_size=_read(env, "PF_RETENTION_BATCH_SIZE", _positive(int), d.batch_size),
+    )

@@ -18,6 +18,7 @@ from services.controller import handlers
 from services.controller import secrets as secret_checks
 from services.controller.configdir import ConfigDirectory
 from services.controller.reconciler import Reconciler
+from shared import kube
 from shared.db.engines import make_engine, make_session_factory
 from shared.resources import checks
 from shared.settings import Settings
@@ -103,6 +104,6 @@ def run_kubernetes(
         )
     finally:
         if api is not None:
-            api.api_client.close()
+            kube.close(api.api_client)
         reconciler.close()
     return 0

@@ -24,10 +24,13 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"punchingfist validate: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     loaded = files.load_files(paths)
-    for error in loaded.errors:
+    errors = loaded.errors + files.unresolved_references(loaded)
+    for error in errors:
         print(error)
-    if loaded.errors:
-        print(f"{len(loaded.errors)} error(s); {len(loaded.resources)} resource(s) valid")
+    if errors:
+        wrong = {error.resource for error in errors}
+        valid = [resource for resource in loaded.resources if str(resource) not in wrong]
+        print(f"{len(errors)} error(s); {len(valid)} resource(s) valid")
         return 1
     for resource in loaded.resources:
         print(f"ok  {resource}  ({resource.origin})")
@@ -71,7 +74,12 @@ def register(subparsers: Any) -> None:
     validate = subparsers.add_parser(
         "validate",
         help="check resource files offline; errors name the file and the field",
-        description="Validate Source/Workflow/Sink YAML files against the schemas.",
+        description=(
+            "Validate Source/Workflow/Sink YAML files against the schemas (every template "
+            "and expression compiled, step references checked) and check that the "
+            "resources given together refer to each other correctly (a Source's "
+            "Workflow, a Workflow's Sinks)."
+        ),
     )
     validate.add_argument(
         "-f",

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from shared import kube
 from shared.resources import checks
 
 log = logging.getLogger(__name__)
@@ -30,33 +31,31 @@ def folder_check(root: Path) -> checks.SecretCheck:
 
 
 def kubernetes_api() -> Any:
-    """A CoreV1Api (in-cluster config, else $KUBECONFIG); close its ``api_client`` when done."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
+    """A CoreV1Api configured by ``shared.kube``; ``kube.close`` its ``api_client`` when done.
 
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.CoreV1Api()
+    Raises KubeConfigError (a ConfigError: the command stops with its message) when
+    neither an in-cluster service account nor a kubeconfig is found.
+    """
+    from kubernetes import client
+
+    return client.CoreV1Api(kube.api_client())
 
 
 def kubernetes_check(api: Any) -> checks.SecretCheck:
     """Secrets through the Kubernetes API, with the controller's own credentials."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
 
     def check(namespace: str, name: str, key: str) -> str | None:
         try:
-            secret = api.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return f"no Secret {namespace}/{name}"
-            return f"Secret {namespace}/{name} cannot be read: {exc.status} {exc.reason}"
-        except (HTTPError, OSError) as exc:
-            # The API server is unreachable: report it, the next refresh retries.
+            with kube.translated(f"Secret {namespace}/{name} cannot be read"):
+                secret = api.read_namespaced_secret(name, namespace, _request_timeout=5)
+        except kube.NotFoundError:
+            return f"no Secret {namespace}/{name}"
+        except kube.ApiTemporaryError as exc:
+            # The API server is unreachable or failing: report it, the next refresh retries.
             log.warning("secret check failed", extra={"secret": f"{namespace}/{name}"})
-            return f"Secret {namespace}/{name} cannot be read: {exc}"
+            return str(exc)
+        except kube.KubeError as exc:
+            return str(exc)
         if key not in (secret.data or {}):
             return f"Secret {namespace}/{name} has no key {key!r}"
         return None

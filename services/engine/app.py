@@ -30,13 +30,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.engine import steps as _steps  # registers the step executors
 from services.engine.core.outcomes import Backoff
-from services.engine.core.templates import Templates
 from services.engine.steps import registries
-from services.engine.steps.local import LocalRunner
+from services.engine.steps.local import DisabledRunner, LocalRunner
 from services.engine.store import Store
-from shared import outbox, queueing
+from shared import kube, outbox, queueing
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
+from shared.domain.templates import Templates
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,7 @@ class Runtime:
         self.templates = Templates()
         self.db = make_engine(settings.database)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.db)
-        self.store = Store(
-            self.registry.known_types,
-            self.templates,
-            outbox_lease_seconds=settings.outbox.lease_seconds,
-        )
+        self.store = Store(self.templates, outbox_lease_seconds=settings.outbox.lease_seconds)
         self.publisher = queueing.Publisher(app, settings.broker.publish_backoff)
         self.backoff = Backoff(settings.engine.retry_backoff, settings.engine.retry_backoff_max)
         self.runners = runners if runners is not None else self._default_runners(settings)
@@ -97,22 +93,35 @@ class Runtime:
 
     @staticmethod
     def _default_runners(settings: Settings) -> dict[str, registries.Runner]:
-        runners: dict[str, registries.Runner] = {"local": LocalRunner()}
-        if not _kubernetes_may_be_configured(settings):
+        engine = settings.engine
+        runners: dict[str, registries.Runner] = {
+            "local": LocalRunner()
+            if engine.local_runner
+            else DisabledRunner(
+                "runner 'local' is turned off in this engine (PF_ENGINE_LOCAL_RUNNER=false): "
+                "it would run the command inside the engine worker; use runner: kubernetes"
+            )
+        }
+        if not kube.may_be_configured(engine.kubernetes_api_url):
             return runners
         # Imported only now: the kubernetes client is about a third of the worker's
         # import time, which every worker start (and pool process) would pay.
-        from services.engine import kube
+        from services.engine import kube as job_client
         from services.engine.steps.kubernetes import JobRunner
 
         # PF_ENGINE_KUBERNETES_API_URL, else in-cluster config, else kubeconfig; with
         # none of them, steps asking for runner: kubernetes fail as not configured.
-        api_client = kube.api_client_for(settings.engine.kubernetes_api_url)
+        api_client = job_client.api_client_for(settings.engine.kubernetes_api_url)
         if api_client is not None:
             runners["kubernetes"] = JobRunner(
-                kube.KubeClient(api_client),
-                namespace=settings.engine.kubernetes_namespace,
-                ttl_seconds=settings.engine.job_ttl_seconds,
+                job_client.KubeClient(api_client),
+                namespace=engine.kubernetes_namespace,
+                ttl_seconds=engine.job_ttl_seconds,
+                resources={
+                    "requests": dict(engine.job_requests),
+                    "limits": dict(engine.job_limits),
+                },
+                run_as_user=engine.job_run_as_user,
             )
         return runners
 
@@ -139,20 +148,6 @@ class Runtime:
 
 
 _runtime_lock = threading.Lock()
-
-
-def _kubernetes_may_be_configured(settings: Settings) -> bool:
-    """Whether any source of client configuration exists, checked without the client.
-
-    The same places the client looks: our setting, the in-cluster service
-    environment, and the kubeconfig files ($KUBECONFIG, else ~/.kube/config).
-    """
-    if settings.engine.kubernetes_api_url or os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return True
-    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
-    return any(
-        os.path.exists(os.path.expanduser(path)) for path in kubeconfig.split(os.pathsep) if path
-    )
 
 
 def runtime_for(app: Celery) -> Runtime:

@@ -2,7 +2,8 @@
 
 It exists so that the Job runner never sees the ``kubernetes`` library: objects
 come back as plain dicts (the API's JSON), and every library failure leaves this
-module as one of our errors, chained with ``from``:
+module as one of ``shared.kube``'s errors (re-exported here, as the runner catches
+them through this module), chained with ``from``:
 
     PermanentError
     └── ApiPermanentError      a 4xx the same request will get again (403, 422, ...)
@@ -18,18 +19,31 @@ is given to it (``api_client_for``), so tests point it at an HTTP double.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
-import urllib3
-from kubernetes import client, config, watch
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+from kubernetes import client, watch
 
-from shared.errors import PermanentError, TemporaryError
+from shared import kube
+from shared.kube import (
+    ApiPermanentError,
+    ApiTemporaryError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+)
+
+__all__ = [
+    "ApiPermanentError",
+    "ApiTemporaryError",
+    "ConflictError",
+    "GoneError",
+    "KubeClient",
+    "NotFoundError",
+    "api_client_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,104 +51,17 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 _CHUNK = 65536
-# Statuses worth retrying although they are 4xx.
-_TEMPORARY_4XX = {408, 429}
 
 Obj = dict[str, Any]
 
 
-class ApiPermanentError(PermanentError):
-    """The API refused the request and will refuse it again."""
-
-    def __init__(self, message: str, status: int, reason: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class NotFoundError(ApiPermanentError):
-    """404: the object is not there (any more)."""
-
-
-class ConflictError(ApiPermanentError):
-    """409: the object already exists (or changed meanwhile)."""
-
-
-class ApiTemporaryError(TemporaryError):
-    """The API (or the way to it) failed; the same request may work later."""
-
-
-class GoneError(ApiTemporaryError):
-    """410: the watch's resourceVersion expired; read the object again."""
-
-
-def _api_message(exc: ApiException) -> str:
-    """The Status message the API server put in the body, else the HTTP reason."""
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if isinstance(body, str) and body:
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return body.strip()[:500]
-        if isinstance(status, dict) and status.get("message"):
-            return str(status["message"])
-    return str(exc.reason or "")
-
-
-def _retry_after(exc: ApiException) -> float:
-    headers = exc.headers or {}
-    try:
-        return max(0.0, float(headers.get("Retry-After", 1)))
-    except (TypeError, ValueError):
-        return 1.0
-
-
-@contextlib.contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn library exceptions raised inside into our errors; ``what`` names the request."""
-    try:
-        yield
-    except ApiException as exc:
-        status = int(exc.status or 0)
-        message = f"{what}: {status} {exc.reason or ''}".rstrip()
-        detail = _api_message(exc)
-        if detail and detail != exc.reason:
-            message += f": {detail}"
-        if status == 0 or status >= 500 or status in _TEMPORARY_4XX:
-            # 0: the client failed before a response (TLS, a broken stream).
-            raise ApiTemporaryError(message, delay=_retry_after(exc)) from exc
-        if status == 410:
-            raise GoneError(message, delay=0) from exc
-        kind = {404: NotFoundError, 409: ConflictError}.get(status, ApiPermanentError)
-        raise kind(message, status, str(exc.reason or "")) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise ApiTemporaryError(f"{what}: cannot reach the Kubernetes API: {exc}") from exc
-
-
 def api_client_for(api_url: str = "") -> client.ApiClient | None:
-    """An ApiClient for ``api_url``, else in-cluster config, else kubeconfig; None if none.
-
-    An explicit URL (tests, ``kubectl proxy``) gets no credentials. The global default
-    configuration of the library is never touched.
-    """
-    if api_url:
-        configuration = client.Configuration()
-        configuration.host = api_url.rstrip("/")
-        return client.ApiClient(configuration)
-    configuration = client.Configuration()
+    """An ApiClient for ``api_url``, else in-cluster config, else kubeconfig; None if none."""
     try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return client.ApiClient(configuration)
-    except ConfigException:
-        pass
-    try:
-        config.load_kube_config(client_configuration=configuration, persist_config=False)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
+        return kube.api_client(api_url)
+    except kube.KubeConfigError as exc:
         log.info("no Kubernetes configuration (in-cluster or kubeconfig): %s", exc)
         return None
-    return client.ApiClient(configuration)
 
 
 def _json(response: Any) -> Obj:
@@ -162,7 +89,7 @@ class KubeClient:
 
     def create_job(self, namespace: str, body: Obj) -> Obj:
         name = body["metadata"]["name"]
-        with translated(f"create Job {namespace}/{name}"):
+        with kube.translated(f"create Job {namespace}/{name}"):
             return _json(
                 self._batch.create_namespaced_job(
                     namespace,
@@ -173,7 +100,7 @@ class KubeClient:
             )
 
     def read_job(self, namespace: str, name: str) -> Obj:
-        with translated(f"read Job {namespace}/{name}"):
+        with kube.translated(f"read Job {namespace}/{name}"):
             return _json(
                 self._batch.read_namespaced_job(
                     name, namespace, _preload_content=False, _request_timeout=self._timeout
@@ -200,7 +127,7 @@ class KubeClient:
             # Gone) with a KeyError. The dict is ``raw_object`` either way.
             _request_timeout=(CONNECT_TIMEOUT, seconds + READ_TIMEOUT),
         )
-        with translated(f"watch Job {namespace}/{name}"):
+        with kube.translated(f"watch Job {namespace}/{name}"):
             try:
                 for event in events:
                     yield str(event.get("type", "")), dict(event.get("raw_object") or {})
@@ -214,7 +141,7 @@ class KubeClient:
 
     def delete_job(self, namespace: str, name: str) -> None:
         """Delete the Job and, in the background, its pods."""
-        with translated(f"delete Job {namespace}/{name}"):
+        with kube.translated(f"delete Job {namespace}/{name}"):
             _json(
                 self._batch.delete_namespaced_job(
                     name,
@@ -226,7 +153,7 @@ class KubeClient:
             )
 
     def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
-        with translated(f"list pods {namespace} {label_selector}"):
+        with kube.translated(f"list pods {namespace} {label_selector}"):
             listing = _json(
                 self._core.list_namespaced_pod(
                     namespace,
@@ -245,7 +172,7 @@ class KubeClient:
         """
         kept = bytearray()
         dropped = 0
-        with translated(f"read log of pod {namespace}/{pod}"):
+        with kube.translated(f"read log of pod {namespace}/{pod}"):
             # Typed as the text it returns when preloaded; this is the raw response.
             response: Any = self._core.read_namespaced_pod_log(
                 pod,
@@ -265,4 +192,4 @@ class KubeClient:
         return bytes(kept), dropped
 
     def close(self) -> None:
-        self.api_client.close()  # type: ignore[no-untyped-call]
+        kube.close(self.api_client)

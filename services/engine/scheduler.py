@@ -9,6 +9,9 @@ then treats the run like any other (limits, steps, sinks).
 
 The run's context has ``source`` (name, namespace, context) and ``schedule``
 (tick, cron, timezone); there is no ``alert``.
+
+The scheduler process also runs the retention pass (``shared.retention``) in a
+thread of its own.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.engine.core import schedules
-from shared import outbox, queueing
+from shared import outbox, queueing, retention
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import ScheduleTick, WorkflowRun, utcnow
+from shared.domain import runs
 from shared.errors import ConfigError
 from shared.settings import Settings
 
@@ -79,7 +83,19 @@ class Scheduler:
         self, namespace: str, name: str, spec: dict[str, Any], tick: dt.datetime, now: dt.datetime
     ) -> uuid.UUID | None:
         config = spec.get("config") or {}
-        run_id = uuid.uuid4()
+        run = runs.new_pending_run(
+            workflow=spec["triggerWorkflow"],
+            namespace=namespace,
+            source=name,
+            source_context=spec.get("context") or {},
+            now=now,
+            schedule={
+                "tick": tick.isoformat(),
+                "cron": config.get("cron"),
+                "timezone": config.get("timezone") or "UTC",
+            },
+        )
+        run_id = run.id
         with self._sessions.begin() as session:
             try:
                 with session.begin_nested():
@@ -94,31 +110,7 @@ class Scheduler:
                     )
             except sa.exc.IntegrityError:
                 return None  # another replica (or an earlier pass) has this tick
-            session.execute(
-                sa.insert(cast(sa.Table, WorkflowRun.__table__)).values(
-                    id=run_id,
-                    workflow_name=spec["triggerWorkflow"],
-                    namespace=namespace,
-                    source_name=name,
-                    alert_id=None,
-                    trigger="schedule",
-                    phase="Pending",
-                    input_context={
-                        "source": {
-                            "name": name,
-                            "namespace": namespace,
-                            "context": dict(spec.get("context") or {}),
-                        },
-                        "schedule": {
-                            "tick": tick.isoformat(),
-                            "cron": config.get("cron"),
-                            "timezone": config.get("timezone") or "UTC",
-                        },
-                    },
-                    context={},
-                    created_at=now,
-                )
-            )
+            session.execute(sa.insert(cast(sa.Table, WorkflowRun.__table__)).values(run.row()))
             tasks = outbox.add(
                 session,
                 [(queueing.START_WORKFLOW, queueing.ENGINE_QUEUE, [str(run_id)])],
@@ -154,6 +146,8 @@ def run_forever(config: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Old finished records go in the same process, so that `punchingfist run` has it.
+    retention.start(engine, config.retention, stopped)
     log.info("scheduler running", extra={"interval": config.engine.scheduler_interval})
     while not stopped.wait(config.engine.scheduler_interval):
         try:

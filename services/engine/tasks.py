@@ -32,6 +32,7 @@ from services.engine.core.outcomes import Claim, Outcome
 from services.engine.steps import registries
 from services.engine.store import Loaded
 from shared.db.models import utcnow
+from shared.domain.runs import RunPhase
 from shared.queueing import RUN_STEP, START_WORKFLOW, START_WORKFLOWS
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def start_workflow(task: EngineTask, run_id: str) -> None:
         )
         return
     runtime.publish(started.tasks)
-    if started.phase is outcomes.RunPhase.RUNNING:
+    if started.phase is RunPhase.RUNNING:
         runtime.step_chain(run_id, 0, started.total_steps).apply_async()
         log.info(
             "run started",

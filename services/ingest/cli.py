@@ -50,6 +50,15 @@ def serve(args: argparse.Namespace) -> int:
         parser_error = f"--workers must be at least 1, got {workers}"
         raise SystemExit(parser_error)
 
+    from services.ingest.tokens import load_api_token
+
+    # Checked here, once, so that an unusable token file stops the command with its
+    # message instead of failing every gunicorn worker's boot.
+    if load_api_token(config.ingest.api_token_file) is None:
+        log.warning(
+            "read API disabled: /api/v1 answers 403 until PF_API_TOKEN_FILE names a token file"
+        )
+
     from shared.db import migrate
     from shared.db.engines import make_engine
 

@@ -82,7 +82,11 @@ class SourceEvent(Base):
     """One request received by a Source, accepted or not."""
 
     __tablename__ = "source_events"
-    __table_args__ = (sa.Index(None, "source_name", "received_at"),)
+    __table_args__ = (
+        sa.Index(None, "source_name", "received_at"),
+        # The retention pass deletes by age across Sources.
+        sa.Index(None, "received_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
     source_name: Mapped[str] = mapped_column(sa.String(253))
@@ -96,6 +100,10 @@ class SourceEvent(Base):
     workflows_started: Mapped[int] = mapped_column(default=0)
     workflows_rate_limited: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Alerts of the request that could not be recorded (the others were), and why:
+    # [{index, field, code, reason}], at most shared.domain.webhooks.MAX_REFUSAL_DETAILS.
+    alerts_refused: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
+    refusals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
 
 
 class Alert(Base):
@@ -192,7 +200,8 @@ class WorkflowRun(Base):
     # The Workflow spec as it was at start: every step of a run sees the same
     # definition even if the Workflow is edited meanwhile.
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    # The alert's fingerprint, copied out of input_context for the per-fingerprint cap.
+    # The alert's fingerprint, for the per-fingerprint cap; written with the run
+    # (``shared.domain.runs.new_pending_run``).
     fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

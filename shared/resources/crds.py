@@ -246,10 +246,29 @@ def union_schema(schemas: Mapping[str, type[ma.Schema]], *, what: str) -> JSON:
                     "reason": "FieldValueForbidden",
                 }
             )
+    rules += one_of_rules(schemas)
     out: JSON = {"type": "object", "required": required, "properties": properties}
     if rules:
         out["x-kubernetes-validations"] = rules
     return out
+
+
+def one_of_rules(schemas: Mapping[str, type[ma.Schema]]) -> list[JSON]:
+    """At most one field of each ``ONE_OF`` group a schema declares (step timeouts)."""
+    groups: list[tuple[str, ...]] = []
+    for schema in schemas.values():
+        for group in getattr(schema, "ONE_OF", ()):
+            if group not in groups:
+                groups.append(group)
+    return [
+        {
+            "rule": " + ".join(f"(has(self.{_cel(key)}) ? 1 : 0)" for key in group) + " <= 1",
+            "message": f"give at most one of {', '.join(group)}",
+            "fieldPath": f".{group[-1]}",
+            "reason": "FieldValueInvalid",
+        }
+        for group in groups
+    ]
 
 
 def config_schema(schemas: Mapping[str, type[ma.Schema]], field: ByType) -> JSON:

@@ -3,8 +3,13 @@
 A file may hold several documents (``---``). Every problem is collected rather than
 raised at the first one, with the file, the document's position and the field path,
 so that one run of ``validate`` shows everything to fix. Cross-resource rules that
-need the whole set (duplicate names, two webhooks on one path) are checked here too;
-references to other resources are the controller's business (``checks``).
+need the whole set (duplicate names, two webhooks on one path) are checked here too.
+
+References between resources (a Source's Workflow, a Workflow's Sinks) are checked
+by ``unresolved_references`` with the rules the controller reports in its
+``Resolved`` condition (``checks.unresolved``), over the files given together.
+``validate`` calls it; the file-mode controller does not, because there a reference
+problem does not stop a resource from being stored (it is reported in status).
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class Loaded:
     # Files that could not be used at all or that hold an invalid resource; the
     # file-mode controller keeps what it loaded earlier from these.
     failed_files: set[str] = dataclasses.field(default_factory=set)
+    # (kind, namespace, name) of every document that says who it is, valid or not:
+    # a reference to an invalid resource is reported once, as that resource's error.
+    named: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
 
 
 def yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -60,6 +68,17 @@ def yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
                     yield child
         else:
             yield path
+
+
+def _identity(document: object) -> tuple[str, str, str] | None:
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        return None
+    metadata = document["metadata"]
+    kind, name = document.get("kind"), metadata.get("name")
+    namespace = metadata.get("namespace") or schemas.DEFAULT_NAMESPACE
+    if isinstance(kind, str) and isinstance(name, str) and isinstance(namespace, str):
+        return (kind, namespace, name)
+    return None
 
 
 def _document_label(document: object) -> str:
@@ -87,6 +106,9 @@ def load_files(paths: Iterable[Path]) -> Loaded:
         for index, document in enumerate(documents, start=1):
             if document is None:
                 continue
+            identity = _identity(document)
+            if identity is not None:
+                loaded.named.add(identity)
             try:
                 loaded.resources.append(schemas.load_document(document, origin=origin))
             except ValidationError as exc:
@@ -135,3 +157,21 @@ def _check_set(loaded: Loaded) -> None:
             continue
         kept.append(resource)
     loaded.resources = kept
+
+
+def unresolved_references(loaded: Loaded) -> list[FileError]:
+    """References among ``loaded`` that do not resolve, naming file and field.
+
+    Secrets are not read offline; their references are the controller's to check.
+    """
+
+    def exists(kind: str, namespace: str, name: str) -> bool:
+        return (kind, namespace, name) in loaded.named
+
+    errors = []
+    for resource in loaded.resources:
+        for problem in checks.unresolved(resource, exists, lambda *_: None):
+            path, _, message = problem.message.partition(": ")
+            message += " (references are checked among the files given together)"
+            errors.append(FileError(resource.origin, 0, path, message, str(resource)))
+    return errors

@@ -15,6 +15,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from shared.domain import workflows as workflow_domain
 from shared.errors import ValidationError
 from shared.resources import sinks, sources, status, workflows
 from shared.resources.fields import NAME, NAME_LENGTH, NAMESPACE, describe
@@ -208,6 +209,27 @@ def normalize(kind: str, name: str, spec: object) -> dict[str, Any]:
     if kind == SOURCE.name:
         normalized = sources.fill_defaults(name, normalized)
     return normalized
+
+
+def load_workflow(namespace: str, name: str, spec: object) -> workflow_domain.Workflow:
+    """The Workflow the engine runs, from a spec of any provenance (the database).
+
+    Validated by the same schema as ``validate`` and the controller use, then built
+    by the domain's trusted ``from_spec``: a stored spec that no longer validates
+    (written by an older controller, or by hand) raises ``WorkflowError`` with the
+    schema's messages, each naming its field.
+    """
+    try:
+        normalized = normalize(WORKFLOW.name, name, spec)
+    except ValidationError as exc:
+        problems = describe_errors(
+            {
+                path: [str(p) for p in (value if isinstance(value, list) else [value])]
+                for path, value in exc.messages.items()
+            }
+        )
+        raise workflow_domain.WorkflowError(f"Workflow {namespace}/{name}: {problems}") from exc
+    return workflow_domain.from_spec(namespace, name, normalized)
 
 
 class MetadataSchema(ma.Schema):

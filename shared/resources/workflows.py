@@ -1,17 +1,27 @@
 """The Workflow spec: runtime, ordered steps, outputs, sinks and run limits.
 
-Steps are validated by the schema of their type from ``shared.resources.steps``
-(the single definition of step fields, owned with the engine); this module adds
-what only the whole Workflow can check: unique step names and conditional branches
-that name steps of the same Workflow.
+This schema is the one validation of a Workflow: ``punchingfist validate``, the
+controller and the engine's loader (``schemas.load_workflow``) all go through it, so
+a Workflow that validates is a Workflow the engine runs. Steps are validated by the
+schema of their type from ``shared.resources.steps``; this module adds what only the
+whole Workflow can check:
+
+* unique step names, output names and sinks;
+* a conditional's branches run or skip only steps that come after it (so a run
+  always moves forward and ends);
+* every template and expression compiles in the engine's sandbox and reads only
+  what exists when it is rendered: steps before it (any step, for outputs), names
+  of the run context, and ``steps['a-b']`` for step names with a ``-``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import marshmallow as ma
 
+from shared.domain import references, templates
 from shared.resources.fields import (
     NAME,
     NAME_LENGTH,
@@ -21,15 +31,16 @@ from shared.resources.fields import (
     defaults_of,
     describe,
 )
-from shared.resources.steps import STEP_SCHEMAS
+from shared.resources.steps import STEP_SCHEMAS, Syntax, Templated, env_name_not_reserved
 
 LLM_PROVIDERS = ("local", "openai", "anthropic", "together")
 OUTPUT_NAME = ma.validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, '_')."
 )
-ENV_NAME = ma.validate.Regexp(
-    r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an environment variable name."
-)
+ENV_NAME: list[Callable[[Any], Any]] = [
+    ma.validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an environment variable name."),
+    env_name_not_reserved,
+]
 
 
 class LLMConfigSchema(StrictSchema):
@@ -56,6 +67,27 @@ class LLMConfigSchema(StrictSchema):
     )
 
 
+# Kubernetes resource quantities (100m, 0.5, 128Mi, 1G).
+QUANTITY = ma.validate.Regexp(
+    r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$",
+    error="Must be a Kubernetes quantity such as 100m, 0.5, 128Mi or 1Gi.",
+)
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_list(text: str) -> ma.fields.Dict:
+    return ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.OneOf(RESOURCE_NAMES)),
+        values=ma.fields.String(validate=QUANTITY),
+        metadata=describe(text),
+    )
+
+
+class ResourcesSchema(StrictSchema):
+    requests = _resource_list("Requests of each step's Job, over the engine's defaults.")
+    limits = _resource_list("Limits of each step's Job, over the engine's defaults.")
+
+
 class RuntimeSchema(StrictSchema):
     image = ma.fields.String(
         validate=ma.validate.Length(min=1, max=1024),
@@ -67,6 +99,22 @@ class RuntimeSchema(StrictSchema):
         values=ma.fields.String(),
         load_default=dict,
         metadata=describe("Environment variables given to every step."),
+    )
+    serviceAccountName = ma.fields.String(
+        validate=[NAME_LENGTH, NAME],
+        metadata=describe(
+            "Service account of the Jobs of steps with runner: kubernetes (one per "
+            "Workflow, bound to what its steps do); the namespace's default otherwise."
+        ),
+    )
+    automountServiceAccountToken = ma.fields.Boolean(
+        metadata=describe(
+            "Mount the service account's token into the Jobs (kubectl needs it); default false."
+        ),
+    )
+    resources = ma.fields.Nested(
+        ResourcesSchema,
+        metadata=describe("Requests and limits of the Jobs, over the engine's defaults."),
     )
 
 
@@ -87,13 +135,13 @@ class OutputSchema(StrictSchema):
 class LimitsSchema(StrictSchema):
     maxConcurrentRuns = ma.fields.Integer(
         load_default=10,
-        validate=ma.validate.Range(min=1),
-        metadata=describe("Runs of this Workflow at once; more wait in the queue."),
+        validate=ma.validate.Range(min=0),
+        metadata=describe("Runs of this Workflow at once; more are Skipped. 0: no cap."),
     )
     maxRunsPerFingerprint = ma.fields.Integer(
         load_default=1,
-        validate=ma.validate.Range(min=1),
-        metadata=describe("Runs for one alert fingerprint within the window."),
+        validate=ma.validate.Range(min=0),
+        metadata=describe("Runs for one alert fingerprint within the window. 0: no cap."),
     )
     fingerprintWindowSeconds = ma.fields.Integer(
         load_default=3600,
@@ -135,14 +183,16 @@ class WorkflowSpecSchema(StrictSchema):
     @ma.validates_schema
     def _steps_refer_to_steps(self, data: dict[str, Any], **_: Any) -> None:
         steps = data.get("steps") or []
-        errors: dict[int, dict[str, Any]] = {}
+        errors: dict[str, Any] = {}
         first_index: dict[str, int] = {}
         for index, step in enumerate(steps):
             name = step["name"]
             if name in first_index:
-                errors.setdefault(index, {})["name"] = [
-                    f"Duplicate step name {name!r} (also step {first_index[name]})."
-                ]
+                _add(
+                    errors,
+                    ("steps", index, "name"),
+                    f"Duplicate step name {name!r} (also step {first_index[name]}).",
+                )
             else:
                 first_index[name] = index
         for index, step in enumerate(steps):
@@ -152,16 +202,29 @@ class WorkflowSpecSchema(StrictSchema):
                 branch = step.get(key) or {}
                 for action in ("run", "skip"):
                     for position, target in enumerate(branch.get(action) or []):
-                        problem = None
-                        if target == step["name"]:
-                            problem = "A conditional cannot run or skip itself."
-                        elif target not in first_index:
-                            problem = f"No step named {target!r} in this Workflow."
+                        problem = _branch_problem(step["name"], index, target, first_index)
                         if problem:
-                            slot = errors.setdefault(index, {}).setdefault(side, {})
-                            slot.setdefault(action, {})[position] = [problem]
+                            _add(errors, ("steps", index, side, action, position), problem)
         if errors:
-            raise ma.ValidationError({"steps": errors})
+            raise ma.ValidationError(errors)
+
+    @ma.validates_schema
+    def _templates_run(self, data: dict[str, Any], **_: Any) -> None:
+        steps = data.get("steps") or []
+        known = [step["name"] for step in steps]
+        errors: dict[str, Any] = {}
+        for index, step in enumerate(steps):
+            schema = STEP_SCHEMAS[step["type"]]
+            for field in schema.templated(step):
+                for problem in _template_problems(field, earlier=known[:index], known=known):
+                    _add(errors, ("steps", index, *field.path), problem)
+        for index, output in enumerate(data.get("outputs") or []):
+            field = Templated(("value",), output["value"])
+            # Outputs are rendered when the run ends: every step has a result then.
+            for problem in _template_problems(field, earlier=known, known=known):
+                _add(errors, ("outputs", index, "value"), problem)
+        if errors:
+            raise ma.ValidationError(errors)
 
     @ma.validates_schema
     def _unique_names(self, data: dict[str, Any], **_: Any) -> None:
@@ -179,3 +242,36 @@ class WorkflowSpecSchema(StrictSchema):
                 errors.setdefault("sinks", {})[index] = [f"Sink {sink!r} is listed twice."]
         if errors:
             raise ma.ValidationError(errors)
+
+
+def _add(errors: dict[Any, Any], path: Sequence[str | int], message: str) -> None:
+    """Put ``message`` at ``path`` in marshmallow's nested error dict."""
+    node = errors
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node.setdefault(path[-1], []).append(message)
+
+
+def _branch_problem(name: str, index: int, target: str, first_index: Mapping[str, int]) -> str:
+    if target not in first_index:
+        return f"No step named {target!r} in this Workflow."
+    if first_index[target] <= index:
+        return (
+            f"{target!r} is not a step after {name!r}: a branch can only choose among the "
+            "steps that follow it (so that every run moves forward and ends)."
+        )
+    return ""
+
+
+def _template_problems(
+    field: Templated, *, earlier: Sequence[str], known: Sequence[str]
+) -> list[str]:
+    try:
+        if field.syntax is Syntax.EXPRESSION:
+            found = references.of_expression(field.source)
+        else:
+            found = references.of_template(field.source)
+    except templates.TemplateError as exc:
+        message = str(exc)
+        return [message[:1].upper() + message[1:]]
+    return references.problems(found, earlier=earlier, known=known)

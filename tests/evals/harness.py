@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support.kubecluster import Cluster
+from support.scenario_cluster import Cluster
 from support.promrecord import RecordedPrometheus
 
 from services.engine.agent import investigations, llm

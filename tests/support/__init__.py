@@ -1,1 +1,5 @@
-"""Doubles and servers the tests share (on loopback only)."""
+"""Helpers the test suites share: waiting for a condition, the Kubernetes API double.
+
+Import as ``tests.support.<module>``; none of it is a fixture, so conftest files and
+test modules can use it alike.
+"""

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.engine.core.templates import TemplateError, Templates
-from services.engine.core.workflows import Workflow
+from shared.domain.runs import StepPhase
+from shared.domain.templates import TemplateError, Templates
+from shared.domain.workflows import Workflow
 
 
 def initial(input_context: Mapping[str, Any], workflow: Workflow, run_id: str) -> dict[str, Any]:
@@ -27,7 +28,9 @@ def initial(input_context: Mapping[str, Any], workflow: Workflow, run_id: str) -
     context.setdefault("alert", {})
     context.setdefault("source", {})
     context["env"] = {**dict(context.get("env") or {}), **dict(workflow.runtime.environment)}
-    context["steps"] = {step.name: {"phase": "Pending", "output": {}} for step in workflow.steps}
+    context["steps"] = {
+        step.name: {"phase": StepPhase.PENDING.value, "output": {}} for step in workflow.steps
+    }
     context["run"] = {"id": run_id, "workflow": workflow.name, "namespace": workflow.namespace}
     return context
 

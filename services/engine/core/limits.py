@@ -10,7 +10,7 @@ a backlog that runs long after it matters. Zero disables a cap.
 
 from __future__ import annotations
 
-from services.engine.core.workflows import Limits
+from shared.domain.workflows import Limits
 
 
 def refusal(

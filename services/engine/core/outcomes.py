@@ -1,9 +1,9 @@
 """What happens after each attempt of a step: the run's state machine as functions.
 
-A run is ``Pending -> Running -> Succeeded | Failed`` (or ``Skipped`` when a limit
-refused to start it). Each step is ``Pending -> Running -> Succeeded | Failed |
-Skipped``; a temporary failure with retries left sends it back to ``Pending`` with
-a backoff. The original system reported a run Succeeded after a failed step; here a
+The phases are ``shared.domain.runs``' (a run ``Pending -> Running -> Succeeded |
+Failed | Skipped``, a step ``Pending -> Running -> Succeeded | Failed | Skipped``); a
+temporary failure with retries left sends a step back to ``Pending`` with a
+backoff. The original system reported a run Succeeded after a failed step; here a
 failed step fails the run unless the step says ``continueOnError``.
 
 The task adapter records each attempt as an ``Outcome`` and asks ``after_attempt``
@@ -19,29 +19,9 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from services.engine.core.workflows import Branch, Step, Workflow
 from shared.domain.alerts import AlertStatus
-
-
-class RunPhase(enum.StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    # Refused at start by a Workflow limit; never ran a step.
-    SKIPPED = "Skipped"
-
-
-class StepPhase(enum.StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    SKIPPED = "Skipped"
-
-
-FINISHED_RUN = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.SKIPPED})
-FINISHED_STEP = frozenset({StepPhase.SUCCEEDED, StepPhase.FAILED, StepPhase.SKIPPED})
+from shared.domain.runs import FINISHED_STEP, RunPhase, StepPhase
+from shared.domain.workflows import Branch, Step, Workflow
 
 
 @dataclasses.dataclass(frozen=True)

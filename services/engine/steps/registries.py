@@ -20,8 +20,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from services.engine.core.outcomes import Directive, Outcome
-from services.engine.core.templates import Templates
-from services.engine.core.workflows import Step, Workflow
+from shared.domain.templates import Templates
+from shared.domain.workflows import Step, Workflow
 from shared.errors import PermanentError, TemporaryError
 from shared.resources.steps import STEP_SCHEMAS
 
@@ -73,6 +73,12 @@ class Command:
     label: str = ""
     # What the command is for (run id, step, attempt), for labelling what it creates.
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The Workflow's namespace, and for a Job runner its pod's identity and size.
+    namespace: str = ""
+    service_account: str | None = None
+    automount_token: bool = False
+    # {"requests": {...}, "limits": {...}} from runtime.resources, over the defaults.
+    resources: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
 
 class Runner(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 
 import harness
 import pytest
-from support.kubecluster import Cluster
+from support.scenario_cluster import Cluster
 
 from services.engine.core.remediation import RemediationPolicy
 from services.engine.tools import registries

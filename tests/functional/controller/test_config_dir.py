@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from shared.db import resources as db_resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.domain.sources import Source
 from shared.settings import DatabaseSettings
+from tests.support.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -237,10 +237,3 @@ def test_the_examples_load(sessions, secrets_dir: Path) -> None:  # type: ignore
     report = watcher.sync()
     assert (report.errors, report.not_ready) == (0, [])
     assert specs(sessions, "Source")["alertmanager"]["config"]["path"] == "/webhook/alertmanager"
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)

@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_api_double import Call, KubeApiDouble
 
 from shared.db import resources as db_resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.resources.schemas import KINDS
 from shared.settings import DatabaseSettings
+from tests.support.kube_api import Call, KubeApiDouble
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -45,16 +46,6 @@ SOURCE: dict[str, Any] = {
     "spec": {"type": "webhook", "triggerWorkflow": "triage", "config": {"path": "/a"}},
 }
 SOURCE_STATUS = "/apis/punchingfist.io/v1alpha1/namespaces/default/sources/am/status"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.05)
 
 
 class Replica:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from kube_api_double import KubeApiDouble
 from kubernetes.config import kube_config
 
 from services.controller import app
 from shared.db import resources as db_resources
 from shared.db.engines import make_engine, make_session_factory
+from tests.support.kube_api import KubeApiDouble
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -111,16 +112,6 @@ def controller(cluster: KubeApiDouble, sqlite_url: str, make_settings: Any) -> I
     running.engine.dispose()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.05)
-
-
 def test_source_is_stored_and_reported_ready(
     cluster: KubeApiDouble, database_url: str, make_settings: Any
 ) -> None:
@@ -147,7 +138,7 @@ def test_source_is_stored_and_reported_ready(
         assert running.status("workflows", "triage")["steps"] == 1
         # Status went through the status subresource, as merge patches.
         assert any(plural == "sources" for plural, _, _ in cluster.state.status_patches)
-        methods = {(m, p) for m, p in cluster.state.requests}
+        methods = {(call.method, call.path) for call in cluster.state.requests}
         assert (
             "PATCH",
             "/apis/punchingfist.io/v1alpha1/namespaces/default/sources/am/status",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from services.controller import cli
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
 
 
 def test_examples_pass(capsys: pytest.CaptureFixture[str]) -> None:
@@ -28,9 +31,53 @@ def test_errors_name_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli.main(["validate", "-f", str(EXAMPLES / "alertmanager-source.yaml"), str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"{bad}#1 Workflow wf: spec.steps.1.goal: Missing data for required field." in out
-    assert "1 error(s); 1 resource(s) valid" in out
+    # The Source's Workflow is not among the files given.
+    assert (
+        f"{EXAMPLES / 'alertmanager-source.yaml'} Source default/alertmanager: "
+        "spec.triggerWorkflow: no Workflow default/triage-basic." in out
+    )
+    assert "2 error(s); 0 resource(s) valid" in out
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", "-f", str(tmp_path / "nope.yaml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def punchingfist_validate(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """The real command line, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "validate", "-f", *map(str, paths)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_references_resolve_among_the_files_given(tmp_path: Path) -> None:
+    source = tmp_path / "source.yaml"
+    source.write_text(
+        "apiVersion: punchingfist.io/v1alpha1\nkind: Source\nmetadata: {name: am}\n"
+        "spec:\n  type: webhook\n  triggerWorkflow: triage\n"
+        "  config: {authentication: {secretRef: {name: s, key: k}}}\n"
+    )
+    workflow = tmp_path / "workflow.yaml"
+    workflow.write_text(
+        "apiVersion: punchingfist.io/v1alpha1\nkind: Workflow\nmetadata: {name: triage}\n"
+        "spec:\n  steps: [{name: a, type: cli, command: [date]}]\n  sinks: [slack]\n"
+    )
+    alone = punchingfist_validate(source)
+    assert alone.returncode == 1
+    assert "spec.triggerWorkflow: no Workflow default/triage." in alone.stdout
+    together = punchingfist_validate(source, workflow)
+    assert together.returncode == 1
+    assert "Workflow default/triage: spec.sinks.0: no Sink default/slack." in together.stdout
+    assert "triggerWorkflow" not in together.stdout
+    sink = tmp_path / "sink.yaml"
+    sink.write_text(
+        "apiVersion: punchingfist.io/v1alpha1\nkind: Sink\nmetadata: {name: slack}\n"
+        "spec: {type: stdout}\n"
+    )
+    assert punchingfist_validate(source, workflow, sink).returncode == 0

@@ -9,21 +9,30 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from kombu.transport import memory
 
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import Alert, OutboxEntry, SinkDelivery, StepRun, WorkflowRun, utcnow
 from shared.queueing import START_WORKFLOW
+from tests.support.waiting import wait_for
 
-ENGINE_REDIS_URL = os.environ.get("PF_TEST_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Setting PF_TEST_REDIS_URL to keep one checkout's tests apart from another's on the
+# same Redis must cover these too: otherwise a worker process of one checkout (or one
+# left behind by a killed run) consumes the other's messages and its runs never end.
+ENGINE_REDIS_URL = (
+    os.environ.get("PF_TEST_ENGINE_REDIS_URL")
+    or os.environ.get("PF_TEST_REDIS_URL")
+    or "redis://127.0.0.1:6379/13"
+)
 REPO = Path(__file__).parents[3]
 FINISHED = ("Succeeded", "Failed", "Skipped")
 
@@ -82,6 +91,7 @@ class Harness:
                     alert_id=alert_id,
                     trigger="alert",
                     phase="Pending",
+                    fingerprint=fingerprint,
                     input_context={
                         "alert": {
                             "status": "firing",
@@ -141,7 +151,7 @@ class Harness:
         return wait_for(
             lambda: (row := self.run(run_id)) is not None and row.phase in FINISHED and row,
             timeout,
-            f"run {run_id} did not finish",
+            f"run {run_id} to finish",
         )
 
     def close(self) -> None:
@@ -154,15 +164,31 @@ def make_engine_for(url: str) -> sa.Engine:
     return make_engine(DatabaseSettings(url=url))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.02)
+class PromptMemoryTransport(memory.Transport):  # type: ignore[misc]
+    """kombu's in-memory transport, returning from each wait within a tenth of a second.
+
+    Why: Celery's solo-pool loop drains with a fixed 2 s timeout, and when asked to
+    stop it checks the flag and then runs *one more* cycle (``try: maybe_shutdown()
+    finally: _loop_cycle()`` in ``celery/worker/loops.py``). On a transport that
+    waits the full timeout when idle, every in-process worker took up to 4 s to stop:
+    the rest of the current cycle plus a whole one. A shorter wait is harmless: the
+    loop catches the timeout and polls again. Shares the memory broker's state with
+    ``memory://`` (class attribute), so anything sent on the app reaches the worker.
+    """
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> Any:
+        slice_ = 0.1 if timeout is None else min(timeout, 0.1)
+        return super().drain_events(connection, timeout=slice_)
+
+
+@contextlib.contextmanager
+def inprocess_worker(app: Celery) -> Iterator[Celery]:
+    """A solo worker thread consuming the engine queue of ``app`` (a ``memory://`` app)."""
+    app.conf.broker_transport = f"{__name__}:PromptMemoryTransport"
+    app.control.purge()
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=["engine"]):
+        yield app
+    app.pf_runtime.close()
 
 
 def start_run(app: Celery, run_id: uuid.UUID) -> None:

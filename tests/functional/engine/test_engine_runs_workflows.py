@@ -260,7 +260,7 @@ def test_an_unknown_type_or_missing_workflow_fails_at_start(
     start_run(inproc, missing)
     odd_run, missing_run = harness.wait_finished(odd), harness.wait_finished(missing)
     assert odd_run.phase == "Failed"
-    assert "unknown step type 'teleport'" in odd_run.error
+    assert "spec.steps.0.type: Unknown step type 'teleport'" in odd_run.error
     assert missing_run.phase == "Failed"
     assert "Workflow default/nope does not exist" in missing_run.error
     assert harness.steps(odd) == []

@@ -1,6 +1,6 @@
 """Chains, redelivery and crashes with a real ``punchingfist engine`` process on Redis.
 
-Each test starts the worker as a child process (prefork pool, Redis database 13)
+Each test starts the worker as a child process (prefork pool, the tests' Redis)
 against a SQLite file or the PostgreSQL test database, and watches the database.
 The crash tests SIGKILL the worker mid-step and check that the step runs again after
 the restart and that the run completes exactly once (one sink delivery, one
@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
-from enginekit import ENGINE_REDIS_URL, Harness, WorkerProcess, start_run, wait_for
+from enginekit import ENGINE_REDIS_URL, Harness, WorkerProcess, start_run
 
 from shared.queueing import DELIVER, RUN_STEP
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -93,7 +94,7 @@ def test_redelivered_and_duplicated_messages_change_nothing(
         redis_app.send_task(RUN_STEP, args=[str(run_id), index], queue="engine")
     start_run(redis_app, run_id)
     time.sleep(0.5)
-    wait_for(queues_drained, 20, "the worker did not consume the duplicates")
+    wait_for(queues_drained, 20, "the worker to consume the duplicates")
     assert lines(marks) == ["first", "started", "done"]
     assert [s.attempts for s in harness.steps(run_id)] == [1, 1, 1]
     assert_completed_once(harness, run_id)
@@ -107,7 +108,7 @@ def test_sigkill_mid_step_reruns_the_step_after_restart(
     run_id = harness.add_run()
     worker_process.start()
     start_run(redis_app, run_id)
-    wait_for(lambda: "started" in lines(marks), 30, "the slow step did not start")
+    wait_for(lambda: "started" in lines(marks), 30, "the slow step to start")
     worker_process.kill()
     slow = harness.steps(run_id)[1]
     assert (harness.run(run_id).phase, slow.phase, slow.attempts) == ("Running", "Running", 1)
@@ -127,7 +128,7 @@ def test_a_killed_pool_process_is_replaced_and_its_step_redelivered(
     run_id = harness.add_run()
     worker_process.start()
     start_run(redis_app, run_id)
-    wait_for(lambda: "started" in lines(marks), 30, "the slow step did not start")
+    wait_for(lambda: "started" in lines(marks), 30, "the slow step to start")
     owner = harness.steps(run_id)[1].worker
     pid = int(owner.rpartition(":")[2])
     assert pid != worker_process.process.pid  # type: ignore[union-attr]

@@ -1,8 +1,8 @@
 """cli steps with ``runner: kubernetes``: a Job per attempt, against an HTTP double.
 
-The runner talks HTTP to ``kube_jobs_double`` through the real ``kubernetes``
-client; the double's fake kubelet plays the container the test scripts (logs, exit
-code, run time, an image that cannot be pulled).
+The runner talks HTTP to the API double (``tests.support.kube_api``) through the
+real ``kubernetes`` client; the double's fake kubelet plays the container the test
+scripts (logs, exit code, run time, an image that cannot be pulled).
 """
 
 from __future__ import annotations
@@ -15,21 +15,22 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
-from enginekit import Harness, start_run
-from kube_jobs_double import JobsDouble, KubeJobs, Script
+from enginekit import Harness, inprocess_worker, start_run
 from kubernetes.config import kube_config
 
 from services.engine import kube
 from services.engine.app import Runtime, create_app
-from services.engine.core import workflows
-from services.engine.core.templates import Templates
 from services.engine.steps import registries
 from services.engine.steps.cli import CliExecutor
 from services.engine.steps.kubernetes import JobRunner, job_manifest, job_name
 from services.engine.steps.local import CommandTimeoutError, LocalRunner
+from shared.domain.templates import Templates
 from shared.errors import PermanentError, TemporaryError
+from shared.resources.schemas import load_workflow
 from shared.settings import Settings
+from tests.support.kube_api import Cluster as KubeJobs
+from tests.support.kube_api import KubeApiDouble, Script
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -40,8 +41,8 @@ RUN_ID = "0b7c1c8e-5d4e-4f4c-9d4e-2a1b3c4d5e6f"
 
 @pytest.fixture
 def cluster() -> Iterator[KubeJobs]:
-    with JobsDouble() as state:
-        yield state
+    with KubeApiDouble() as double:
+        yield double.state
 
 
 def make_runner(url: str, **options: Any) -> tuple[JobRunner, kube.KubeClient]:
@@ -83,11 +84,10 @@ def command(**overrides: Any) -> registries.Command:
 def cli_context(
     runner: registries.Runner, step: dict[str, Any], runner_name: str = "kubernetes"
 ) -> registries.StepContext:
-    flow = workflows.parse(
+    flow = load_workflow(
         "ns",
         "wf",
         {"runtime": {"image": IMAGE}, "steps": [{"name": "look", "type": "cli", **step}]},
-        {"cli", "conditional", "agent"},
     )
     return registries.StepContext(
         run_id=RUN_ID,
@@ -137,15 +137,33 @@ def test_the_job_carries_image_command_env_deadline_ttl_and_labels(
     assert spec["ttlSecondsAfterFinished"] == 120
     pod = spec["template"]
     assert pod["metadata"]["labels"] == labels
-    assert pod["spec"]["restartPolicy"] == "Never"
-    assert pod["spec"]["containers"] == [
-        {
-            "name": "step",
-            "image": IMAGE,
-            "command": ["kubectl", "get", "pod", "web-1"],
-            "env": [{"name": "REGION", "value": "eu-1"}, {"name": "POD", "value": "web-1"}],
-        }
-    ]
+    assert pod["spec"] == {
+        "restartPolicy": "Never",
+        # No service account token unless the Workflow asks for one (issue 8).
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "step",
+                "image": IMAGE,
+                "command": ["kubectl", "get", "pod", "web-1"],
+                "env": [
+                    {"name": "HOME", "value": "/tmp"},
+                    {"name": "REGION", "value": "eu-1"},
+                    {"name": "POD", "value": "web-1"},
+                ],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "privileged": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
     # Done: the Job and its pod are deleted at once; the TTL is only the backstop.
     assert job_gone(cluster, name)
 
@@ -280,10 +298,11 @@ def test_a_redelivered_step_reads_a_job_that_already_finished(
     first = command()
     name = job_name(first.label)
     cluster.create_job(NS, job_manifest(name, NS, first, 120))
-    deadline = time.monotonic() + 5
-    while not (cluster.job(NS, name) or {}).get("status", {}).get("completionTime"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(
+        lambda: (cluster.job(NS, name) or {}).get("status", {}).get("completionTime"),
+        5,
+        "the Job to complete",
+    )
 
     assert runner.run(command()).stdout == "done before\n"
     assert len(cluster.created) == 1
@@ -371,7 +390,7 @@ def test_an_expired_watch_is_resumed_from_a_fresh_read(
     cluster.script = lambda job: Script(logs="ok\n", run_seconds=0.2)
     cluster.expire_watches = 1
     assert runner.run(command()).stdout == "ok\n"
-    reads = [path for method, path, _ in cluster.requests if method == "GET"]
+    reads = [call.path for call in cluster.requests if call.method == "GET"]
     assert f"/apis/batch/v1/namespaces/{NS}/jobs/pf-{RUN_ID}-2-1" in reads
 
 
@@ -419,10 +438,8 @@ def kube_engine(engine_settings: Callable[..., Settings], cluster: KubeJobs) -> 
             PF_ENGINE_JOB_TTL_SECONDS="60",
         )
     )
-    app.control.purge()
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["engine"]):
+    with inprocess_worker(app):
         yield app
-    app.pf_runtime.close()
 
 
 def echo(job: dict[str, Any]) -> Script:
@@ -471,8 +488,92 @@ def test_a_workflow_step_runs_as_a_job_through_the_engine(
     assert body["spec"]["activeDeadlineSeconds"] == 20
     container = body["spec"]["template"]["spec"]["containers"][0]
     assert container["env"] == [
+        {"name": "HOME", "value": "/tmp"},
         {"name": "REGION", "value": "eu-1"},
         {"name": "POD", "value": "web-7"},
     ]
     assert job_gone(cluster, name)
     assert uuid.UUID(body["metadata"]["labels"]["punchingfist.io/run-id"]) == run_id
+
+
+@pytest.fixture
+def workflow_namespace_engine(
+    engine_settings: Callable[..., Settings], cluster: KubeJobs
+) -> Iterator[Celery]:
+    """An engine that names no Job namespace, with its own Job defaults."""
+    app = create_app(
+        engine_settings(
+            PF_ENGINE_KUBERNETES_API_URL=cluster.url,
+            PF_ENGINE_JOB_REQUESTS="cpu=50m,memory=64Mi",
+            PF_ENGINE_JOB_LIMITS="cpu=500m,memory=256Mi",
+            PF_ENGINE_JOB_RUN_AS_USER="1001",
+        )
+    )
+    app.control.purge()
+    with inprocess_worker(app):
+        yield app
+    app.pf_runtime.close()
+
+
+def test_a_job_runs_in_the_workflows_namespace_as_its_service_account_within_limits(
+    harness: Harness, workflow_namespace_engine: Celery, cluster: KubeJobs
+) -> None:
+    cluster.script = echo
+    harness.put_workflow(
+        {
+            "runtime": {
+                "image": IMAGE,
+                "serviceAccountName": "triage-steps",
+                "automountServiceAccountToken": True,
+                "resources": {"requests": {"memory": "384Mi"}, "limits": {"cpu": "2"}},
+            },
+            "steps": [
+                {
+                    "name": "look",
+                    "type": "cli",
+                    "runner": "kubernetes",
+                    "command": ["echo", "{{ alert.labels.pod }}"],
+                }
+            ],
+        },
+        namespace="team-a",
+    )
+    run_id = harness.add_run(namespace="team-a")
+    start_run(workflow_namespace_engine, run_id)
+    run = harness.wait_finished(run_id)
+
+    assert run.phase == "Succeeded", run.error
+    [body] = cluster.created
+    assert body["metadata"]["namespace"] == "team-a"
+    assert cluster.posts() == ["/apis/batch/v1/namespaces/team-a/jobs"]
+    pod = body["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "triage-steps"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1001,
+        "runAsGroup": 1001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The Workflow's requests and limits over the engine's; a request above the
+    # default limit raises that limit instead of making an invalid pod.
+    assert container["resources"] == {
+        "requests": {"cpu": "50m", "memory": "384Mi"},
+        "limits": {"cpu": "2", "memory": "384Mi"},
+    }
+    assert ("team-a", body["metadata"]["name"]) not in cluster.jobs
+
+
+def test_a_container_that_cannot_be_created_is_permanent(
+    cluster: KubeJobs, runner: JobRunner
+) -> None:
+    # What the kubelet says when runAsNonRoot meets an image that runs as root.
+    cluster.script = lambda job: Script(
+        pull_error="CreateContainerConfigError",
+        pull_message="container has runAsNonRoot and image will run as root",
+    )
+    with pytest.raises(PermanentError, match="runAsNonRoot and image will run as root"):
+        runner.run(command(timeout=30))

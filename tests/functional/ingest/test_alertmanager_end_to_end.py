@@ -14,9 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import sqlalchemy as sa
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
-from tests.functional.ingest.conftest import TOKEN, source_spec
+from tests.functional.ingest.conftest import API_TOKEN, TOKEN, source_spec
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.alertmanager
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -40,30 +40,18 @@ def _free_port() -> int:
 
 
 def _wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
+    def answers() -> bool:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
 
-
-def _wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError("condition not met in time")
+    wait_for(answers, timeout, f"{url} to answer", interval=0.1, ignoring=(OSError,))
 
 
 @pytest.fixture
 def ingest_server(database_url: str, tmp_path: Path, redis_url: str) -> Iterator[str]:
     (tmp_path / "secrets" / "am").mkdir(parents=True)
     (tmp_path / "secrets" / "am" / "token").write_text(TOKEN)
+    (tmp_path / "api-token").write_text(API_TOKEN)
     engine = make_engine(DatabaseSettings(url=database_url))
     with make_session_factory(engine).begin() as session:
         resources.upsert(session, "Source", "default", "alertmanager", source_spec())
@@ -76,6 +64,7 @@ def ingest_server(database_url: str, tmp_path: Path, redis_url: str) -> Iterator
         "PF_SECRETS_DIR": str(tmp_path / "secrets"),
         "PF_VAR_DIR": str(tmp_path / "var"),
         "PF_LOG_FORMAT": "json",
+        "PF_API_TOKEN_FILE": str(tmp_path / "api-token"),
     }
     process = subprocess.Popen(
         [
@@ -157,7 +146,10 @@ def _push(alertmanager: str, alerts: list[dict[str, Any]]) -> None:
 
 
 def _alerts(ingest: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{ingest}/api/v1/alerts", timeout=5) as response:
+    request = urllib.request.Request(
+        f"{ingest}/api/v1/alerts", headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
         items: list[dict[str, Any]] = json.load(response)["items"]
         return items
 
@@ -186,7 +178,12 @@ def test_alertmanager_webhooks_are_recorded_and_resolved(
             for label in labels
         ],
     )
-    firing = _wait_for(lambda: len(_alerts(ingest_server)) == 2 and _alerts(ingest_server))
+    firing = wait_for(
+        lambda: len(_alerts(ingest_server)) == 2 and _alerts(ingest_server),
+        30,
+        "two firing alerts",
+        interval=0.2,
+    )
     assert {alert["labels"]["pod"] for alert in firing} == {"api-0", "api-1"}
     assert {alert["status"] for alert in firing} == {"received"}
 
@@ -197,7 +194,12 @@ def test_alertmanager_webhooks_are_recorded_and_resolved(
             {"labels": labels[0], "startsAt": starts.isoformat(), "endsAt": ends.isoformat()},
         ],
     )
-    resolved = _wait_for(lambda: [a for a in _alerts(ingest_server) if a["status"] == "resolved"])
+    resolved = wait_for(
+        lambda: [a for a in _alerts(ingest_server) if a["status"] == "resolved"],
+        30,
+        "the resolved alerts",
+        interval=0.2,
+    )
     assert [alert["labels"]["pod"] for alert in resolved] == ["api-0"]
     engine = make_engine(DatabaseSettings(url=database_url))
     with engine.connect() as conn:

@@ -1,84 +1,50 @@
-"""A Source's bearer token read from a Kubernetes Secret (API served by a local double)."""
+"""A Source's bearer token read from a Kubernetes Secret (the API double on loopback)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from shared import secrets
 from shared.errors import SecretError
+from tests.support.kube_api import Cluster, KubeApiDouble
 
-SECRETS = {("monitoring", "am"): {"token": "from-the-cluster"}}
 
-
-class _SecretsAPI(BaseHTTPRequestHandler):
-    requests: list[str] = []  # noqa: RUF012
-
-    def do_GET(self) -> None:
-        self.requests.append(self.path)
-        parts = self.path.split("?")[0].strip("/").split("/")
-        # /api/v1/namespaces/<ns>/secrets/<name>
-        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
-            data = SECRETS.get((parts[3], parts[5]))
-            if data is not None:
-                body = {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": parts[5], "namespace": parts[3]},
-                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-                }
-                return self._send(200, body)
-        return self._send(
-            404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with KubeApiDouble() as double:
+        token = base64.b64encode(b"from-the-cluster").decode()
+        double.state.create(
+            "secrets", "monitoring", {"metadata": {"name": "am"}, "data": {"token": token}}
         )
-
-    def _send(self, code: int, body: dict[str, Any]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        yield double.state
 
 
 @pytest.fixture
-def api_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SecretsAPI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def reader(api_server: str) -> Iterator[secrets.KubernetesSecrets]:
-    read = secrets.KubernetesSecrets(host=api_server)
+def reader(cluster: Cluster) -> Iterator[secrets.KubernetesSecrets]:
+    read = secrets.KubernetesSecrets(host=cluster.url)
     yield read
     read.close()
 
 
 def test_reads_the_key_of_the_secret_in_the_sources_namespace(
-    reader: secrets.KubernetesSecrets,
+    reader: secrets.KubernetesSecrets, cluster: Cluster
 ) -> None:
     assert reader("monitoring", "am", "token") == "from-the-cluster"
-    assert "/api/v1/namespaces/monitoring/secrets/am" in _SecretsAPI.requests
+    assert [(call.method, call.path) for call in cluster.requests] == [
+        ("GET", "/api/v1/namespaces/monitoring/secrets/am")
+    ]
 
 
 @pytest.mark.parametrize(
     ("namespace", "name", "key", "needle"),
     [
         ("monitoring", "am", "password", "has no key 'password'"),
-        ("monitoring", "missing", "token", "404"),
+        ("monitoring", "missing", "token", r"secret monitoring/missing: 404 Not Found"),
         ("default", "am", "token", "404"),  # Secrets are per namespace
     ],
 )
@@ -91,8 +57,9 @@ def test_missing_secret_or_key_is_a_secret_error(
 
 def test_unreachable_api_server_is_a_secret_error() -> None:
     read = secrets.KubernetesSecrets(host="http://127.0.0.1:9")
-    with pytest.raises(SecretError, match="unreachable"):
+    with pytest.raises(SecretError, match="cannot reach the Kubernetes API") as caught:
         read("monitoring", "am", "token")
+    assert caught.value.__cause__ is not None  # the library's error, chained
     read.close()
 
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from services.ingest.app import EXTENSION, create_app
 from tests.functional.ingest.conftest import TOKEN, load_fixture
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -56,13 +57,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_for(client.ping, 5, "redis-server to start", ignoring=(redis.ConnectionError,))
 
     def stop(self) -> None:
         assert self.process is not None
@@ -180,9 +175,7 @@ def test_relay_thread_publishes_without_a_request(
     private_redis.start()
     relay = app.extensions[EXTENSION].start_relay()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not private_redis.messages("engine"):
-            time.sleep(0.05)
+        wait_for(lambda: private_redis.messages("engine"), 10, "the relay to publish")
     finally:
         relay.stop()
         relay.join(timeout=5)
@@ -205,9 +198,7 @@ def test_background_publisher_sends_and_marks(
                 "/webhook/alertmanager", data=json.dumps(load_fixture(name)), headers=headers
             ).json["runs"]
         )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and background.published < 2:
-        time.sleep(0.02)
+    wait_for(lambda: background.published >= 2, 10, "the publisher to send both")
     background.stop()
     background.join(timeout=5)
     assert sorted(_task_of(m)[1][0] for m in private_redis.messages("engine")) == sorted(runs)

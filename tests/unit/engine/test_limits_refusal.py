@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.engine.core.limits import refusal
-from services.engine.core.workflows import Limits
+from shared.domain.workflows import Limits
 
 
 def test_under_the_caps_starts() -> None:

@@ -7,14 +7,21 @@ from typing import Any
 
 import pytest
 
-from services.engine.core import outcomes, workflows
-from services.engine.core.outcomes import Claim, Outcome, RunPhase, StepPhase
+from services.engine.core import outcomes
+from services.engine.core.outcomes import Claim, Outcome
+from shared.domain import workflows
+from shared.domain.runs import RunPhase, StepPhase
+from shared.resources.schemas import load_workflow
 
 BACKOFF = outcomes.Backoff(base=1.0, cap=5.0)
 
 
 def flow(*steps: dict[str, Any]) -> workflows.Workflow:
-    return workflows.parse("ns", "wf", {"steps": list(steps)}, {"cli", "conditional"})
+    return load_workflow("ns", "wf", {"steps": list(steps)})
+
+
+def cli(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "cli", "command": ["true"], **extra}
 
 
 def pending(workflow: workflows.Workflow) -> dict[str, StepPhase]:
@@ -34,7 +41,7 @@ def after(
     )
 
 
-TWO = flow({"name": "a", "type": "cli", "retries": 2}, {"name": "b", "type": "cli"})
+TWO = flow(cli("a", retries=2), cli("b"))
 
 
 def test_success_goes_on_and_the_last_success_finishes() -> None:
@@ -65,7 +72,7 @@ def test_permanent_failure_does_not_retry() -> None:
 
 
 def test_continue_on_error_goes_on_and_reports_it() -> None:
-    workflow = flow({"name": "a", "type": "cli", "continueOnError": True})
+    workflow = flow(cli("a", continueOnError=True))
     result = after(workflow, 0, Outcome(ok=False, error="x"))
     assert result.step_phase is StepPhase.FAILED
     assert result.finish == outcomes.Finish(
@@ -77,14 +84,14 @@ BRANCHY = flow(
     {
         "name": "c",
         "type": "conditional",
-        "condition": "x",
+        "condition": "true",
         "then": {"run": ["fix"], "skip": ["noise"]},
         "else": {"run": ["page"]},
     },
-    {"name": "fix", "type": "cli"},
-    {"name": "page", "type": "cli"},
-    {"name": "noise", "type": "cli"},
-    {"name": "report", "type": "cli"},
+    cli("fix"),
+    cli("page"),
+    cli("noise"),
+    cli("report"),
 )
 
 

@@ -233,6 +233,27 @@ def resource(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
             ".spec.steps[0].else: else is only for conditional steps",
         ),
         ("Workflow", {"steps": [{"name": "a", "type": "magic"}]}, "spec.steps.0.type:"),
+        (
+            "Workflow",
+            {"steps": [{"name": "a", "type": "cli", "command": ["x"], "timeout": "5 minutes"}]},
+            "spec.steps.0.timeout:",
+        ),
+        (
+            "Workflow",
+            {
+                "steps": [
+                    {
+                        "name": "a",
+                        "type": "cli",
+                        "command": ["x"],
+                        "timeout": "5m",
+                        "timeoutMinutes": 5,
+                    }
+                ]
+            },
+            ".spec.steps[0].timeoutSeconds: give at most one of timeout, timeoutMinutes, "
+            "timeoutSeconds",
+        ),
         ("Workflow", {"steps": []}, "spec.steps:"),
         ("Source", {"type": "schedule"}, ".spec.config: a schedule Source needs config.cron"),
         ("Source", {"type": "chat"}, ".spec.type: chat Sources are reserved"),

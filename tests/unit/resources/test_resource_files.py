@@ -100,3 +100,24 @@ def test_two_webhooks_on_one_path_is_an_error(tmp_path: Path) -> None:
     assert [r.name for r in loaded.resources] == ["one"]
     assert [e.path for e in loaded.errors] == ["spec.config.path"]
     assert "Source default/one" in loaded.errors[0].message
+
+
+def test_references_among_the_files_and_an_invalid_target_is_reported_once(
+    tmp_path: Path,
+) -> None:
+    source = SOURCE.replace("metadata: {name: %s}", "metadata: {name: one, namespace: ops}")
+    source = source.replace("config: {path: %s}", "config: {path: /a}, triggerWorkflow: wf")
+    write(tmp_path, "a.yaml", source)
+    loaded = files.load_files([tmp_path])
+    assert loaded.errors == []
+    assert [str(e) for e in files.unresolved_references(loaded)] == [
+        f"{tmp_path / 'a.yaml'} Source ops/one: spec.triggerWorkflow: no Workflow ops/wf. "
+        "(references are checked among the files given together)"
+    ]
+    # The Workflow is there but invalid: its own error says why, the Source's does not.
+    write(tmp_path, "b.yaml", WORKFLOW.replace("command: [echo]", "command: 'echo'"))
+    loaded = files.load_files([tmp_path])
+    assert [e.path for e in loaded.errors] == ["spec.steps.0.command"]
+    assert files.unresolved_references(loaded) == []
+    write(tmp_path, "b.yaml", WORKFLOW)
+    assert files.unresolved_references(files.load_files([tmp_path])) == []

@@ -75,6 +75,13 @@ def test_bad_matcher_names_its_index() -> None:
     assert "bad regular expression" in str(messages["spec.config.matchers.1"])
 
 
+@pytest.mark.parametrize("regex", [r"(a)\\1", "(?=prod)", "a++"])
+def test_matchers_re2_cannot_compile_are_refused(regex: str) -> None:
+    # Python's re accepts these; AlertManager (and RE2) do not.
+    messages = errors({"type": "webhook", "config": {"matchers": [f'job=~"{regex}"']}})
+    assert "RE2 syntax" in str(messages["spec.config.matchers.0"])
+
+
 def test_schedule_needs_valid_cron_and_timezone() -> None:
     assert errors({"type": "schedule"}) == {
         "spec.config.cron": ["Missing data for required field."]

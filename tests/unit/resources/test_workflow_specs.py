@@ -15,6 +15,10 @@ def cli(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "cli", "command": ["true"], **extra}
 
 
+def shell_cli(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {**cli(name, command=script, **extra), "shell": True}
+
+
 def normalize(spec: dict[str, Any]) -> dict[str, Any]:
     return schemas.normalize("Workflow", "wf", spec)
 
@@ -87,7 +91,7 @@ def test_branches_name_steps_of_this_workflow() -> None:
                 {
                     "name": "check",
                     "type": "conditional",
-                    "condition": "x",
+                    "condition": "true",
                     "then": {"run": ["fix", "ghost"]},
                     "else": {"skip": ["check"]},
                 },
@@ -124,7 +128,7 @@ def test_sinks_and_outputs_are_unique() -> None:
             "spec.runtime.llmConfig.provider",
         ),
         (
-            {"steps": [cli("a")], "limits": {"maxConcurrentRuns": 0}},
+            {"steps": [cli("a")], "limits": {"maxConcurrentRuns": -1}},
             "spec.limits.maxConcurrentRuns",
         ),
         ({"steps": [cli("a")], "sinks": ["Bad Name"]}, "spec.sinks.0"),
@@ -133,8 +137,70 @@ def test_sinks_and_outputs_are_unique() -> None:
             {"steps": [cli("a")], "runtime": {"environment": {"1BAD": "x"}}},
             "spec.runtime.environment",
         ),
+        (
+            {"steps": [cli("a")], "runtime": {"environment": {"PF_T1": "x"}}},
+            "spec.runtime.environment",
+        ),
+        ({"steps": [cli("a", env={"PF_T2": "x"})]}, "spec.steps.0.env"),
+        (
+            {"steps": [cli("a")], "runtime": {"resources": {"limits": {"memory": "lots"}}}},
+            "spec.runtime.resources.limits",
+        ),
+        (
+            {"steps": [cli("a")], "runtime": {"resources": {"requests": {"gpu": "1"}}}},
+            "spec.runtime.resources.requests",
+        ),
+        ({"steps": [cli("a")], "runtime": {"serviceAccountName": "Bad"}}, "spec.runtime"),
     ],
 )
 def test_errors_name_the_field(spec: dict[str, Any], path: str) -> None:
     messages = errors(spec)
     assert any(key == path or key.startswith(path + ".") for key in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("step", "problem"),
+    [
+        (
+            shell_cli("a", "echo 'pod {{ alert.labels.pod }}'"),
+            "line 1, column 11: {{ alert.labels.pod }} is inside single quotes",
+        ),
+        (
+            shell_cli("a", "kubectl logs `echo {{ alert.labels.pod }}`"),
+            "is inside backticks",
+        ),
+        (shell_cli("a", "{% if x %}rm{% endif %}"), "is a block"),
+        (
+            cli("a", command=["sh", "-c", "kubectl logs {{ alert.labels.pod }} | tail"]),
+            "command[2] is the script of a shell's -c",
+        ),
+    ],
+)
+def test_templates_that_cannot_be_protected_are_refused(step: dict[str, Any], problem: str) -> None:
+    messages = errors({"steps": [step]})
+    [message, *_] = messages["spec.steps.0.command"]  # type: ignore[misc]
+    assert problem in message
+    assert '"$POD"' in message or '"$1"' in message or "block" in message
+
+
+def test_safe_shell_templates_and_job_runtime_fields_are_accepted() -> None:
+    spec = normalize(
+        {
+            "runtime": {
+                "serviceAccountName": "triage-steps",
+                "automountServiceAccountToken": True,
+                "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi"}},
+            },
+            "steps": [
+                shell_cli(
+                    "a",
+                    'kubectl logs -n "{{ alert.labels.namespace }}" -- {{ alert.labels.pod }}',
+                    allowOptionLikeValues=True,
+                ),
+                cli("b", command=["sh", "-c", 'kubectl logs "$1"', "sh", "{{ alert.labels.pod }}"]),
+            ],
+        }
+    )
+    assert spec["runtime"]["serviceAccountName"] == "triage-steps"
+    assert spec["steps"][0]["allowOptionLikeValues"] is True
+    assert spec["steps"][1]["allowOptionLikeValues"] is False

@@ -85,6 +85,26 @@ def test_explicit_urls_win_over_var_dir(tmp_path: Path) -> None:
         ),
         ("PF_BROKER_URL", "amqp://guest@mq//", lambda s: s.broker.url, "amqp://guest@mq//"),
         ("PF_BROKER_URL", "memory://", lambda s: s.broker.url, "memory://"),
+        ("PF_ENGINE_LOCAL_RUNNER", "false", lambda s: s.engine.local_runner, False),
+        ("PF_ENGINE_KUBERNETES_NAMESPACE", "jobs", lambda s: s.engine.kubernetes_namespace, "jobs"),
+        (
+            "PF_ENGINE_JOB_REQUESTS",
+            "cpu=50m, memory=64Mi",
+            lambda s: s.engine.job_requests,
+            (("cpu", "50m"), ("memory", "64Mi")),
+        ),
+        ("PF_ENGINE_JOB_LIMITS", "memory=1Gi", lambda s: s.engine.job_limits, (("memory", "1Gi"),)),
+        ("PF_ENGINE_JOB_RUN_AS_USER", "0", lambda s: s.engine.job_run_as_user, 0),
+        (
+            "PF_API_TOKEN_FILE",
+            "/run/secrets/api/token",
+            lambda s: s.ingest.api_token_file,
+            Path("/run/secrets/api/token"),
+        ),
+        ("PF_RETENTION_DAYS", "7", lambda s: s.retention.days, 7),
+        ("PF_RETENTION_DAYS", "0", lambda s: s.retention.days, 0),
+        ("PF_RETENTION_INTERVAL", "60", lambda s: s.retention.interval, 60.0),
+        ("PF_RETENTION_BATCH_SIZE", "50", lambda s: s.retention.batch_size, 50),
     ],
 )
 def test_reads_each_variable(
@@ -132,9 +152,13 @@ PARSE_ERRORS = [
     ("PF_OUTBOX_RELAY_INTERVAL", "0", "greater than zero"),
     ("PF_OUTBOX_LEASE_SECONDS", "-10", "greater than zero"),
     ("PF_OUTBOX_BATCH_SIZE", "-200", "greater than zero"),
+    ("PF_RETENTION_INTERVAL", "0", "greater than zero"),
+    ("PF_RETENTION_BATCH_SIZE", "0", "greater than zero"),
     # negative where zero is allowed
     ("PF_BROKER_PUBLISH_BACKOFF", "-1", "must not be negative"),
     ("PF_RESOURCE_REFRESH_SECONDS", "-0.5", "must not be negative"),
+    ("PF_RETENTION_DAYS", "-1", "must not be negative"),
+    ("PF_RETENTION_DAYS", "30d", "invalid literal"),
     # not a number, or not an integer
     ("PF_SQLITE_BUSY_TIMEOUT", "thirty", "could not convert"),
     ("PF_DATABASE_POOL_SIZE", "5.0", "invalid literal"),
@@ -153,6 +177,9 @@ PARSE_ERRORS = [
     ("PF_LOG_LEVEL", "info", "one of DEBUG, INFO, WARNING, ERROR"),
     ("PF_LOG_LEVEL", "TRACE", "one of DEBUG, INFO, WARNING, ERROR"),
     ("PF_LOG_FORMAT", "xml", "one of json, text"),
+    ("PF_ENGINE_LOCAL_RUNNER", "sometimes", "true or false"),
+    ("PF_ENGINE_JOB_REQUESTS", "gpu=1", "'gpu' is not one of cpu, memory"),
+    ("PF_ENGINE_JOB_LIMITS", "memory=lots", "'lots' is not a quantity"),
 ]
 URL_ERRORS = [
     # schemes the services cannot use

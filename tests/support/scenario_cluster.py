@@ -1,4 +1,4 @@
-"""A small HTTP double of the Kubernetes API serving one scenario's cluster state.
+"""A small HTTP double of the Kubernetes API serving one agent eval scenario's cluster state.
 
 What the agent's tools use, spoken the way the API server speaks it: get and list
 (label selectors with ``=``/``!=``, ``involvedObject.name`` field selectors, across
@@ -7,8 +7,9 @@ namespaces), pod logs (``previous``, ``tailLines``, ``container``), the metrics 
 Namespaces in ``forbidden`` answer 403 with a Status message like RBAC's. Tests
 read ``requests``, ``patched`` and ``deleted`` to see what was asked and changed.
 
-It stays small on purpose (until the suite's Kubernetes doubles are merged into
-one): no watches, no resourceVersions, no admission.
+It stays small on purpose (the suite's shared double, ``kube_api.py``, plays Jobs,
+watches and the controller's resources; porting the agent's scenarios onto it is left
+to do): no watches, no resourceVersions, no admission.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Templates and expressions over a run's context, in a Jinja2 sandbox.
 
+One sandbox for every deployable: the engine renders step fields with it, Workflow
+validation (``punchingfist validate``, the controller, the engine's loader) compiles
+every template with it (``parse_template``, ``parse_expression``), and the notifier
+and the agent render their templates with it, so what validates is what runs.
+
 Workflow authors write ``{{ alert.labels.pod }}``, ``{{ source.context.cluster }}``,
 ``{{ steps.look.output.stdout }}`` and ``{{ env.X }}``. Alert labels come from
 outside (whoever can reach AlertManager), so rendering must never reach Python
@@ -16,20 +21,20 @@ internals or the filesystem:
 The seed's examples use Go-style paths (``{{ .alert.labels.pod }}``); they are
 accepted by dropping the leading dot, which is the only Go syntax they used.
 
-What this module must not do: execute anything it renders. Shell quoting of values
-for ``shell: true`` steps happens here (``quote=True``) so that a label cannot
-inject a command.
+What this module must not do: execute anything it renders, or render values into
+shell source: ``shell: true`` steps pass values in environment variables
+(``shared.domain.shellscripts``).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jinja2
 import jinja2.exceptions
+import jinja2.nodes
 from jinja2 import sandbox
 
 from shared.errors import PermanentError
@@ -83,10 +88,6 @@ def _make_environment(finalize: Callable[[Any], Any] | None) -> _Sandbox:
     return env
 
 
-def _shell_quote(value: Any) -> str:
-    return shlex.quote(value if isinstance(value, str) else str(value))
-
-
 def from_go_style(source: str) -> str:
     """``{{ .alert.labels.pod }}`` -> ``{{ alert.labels.pod }}``; strings inside are kept."""
 
@@ -100,6 +101,19 @@ def from_go_style(source: str) -> str:
     return _TAGS.sub(fix_tag, source)
 
 
+def _expression_text(expression: str) -> str:
+    """What Jinja compiles for a condition; one written as ``{{ x == 1 }}`` is accepted."""
+    source = expression.strip()
+    if source.startswith("{{") and source.endswith("}}"):
+        source = source[2:-2].strip()
+    return from_go_style("{{" + source + "}}")[2:-2]
+
+
+def is_template(source: str) -> bool:
+    """Whether ``source`` has tags; a string without any is used as it is, unrendered."""
+    return "{{" in source or "{%" in source
+
+
 def _excerpt(source: str, limit: int = 200) -> str:
     return source if len(source) <= limit else source[: limit - 3] + "..."
 
@@ -109,22 +123,18 @@ class Templates:
 
     def __init__(self) -> None:
         self._plain = _make_environment(None)
-        self._shell = _make_environment(_shell_quote)
-        self._templates: dict[tuple[str, bool], jinja2.Template] = {}
+        self._templates: dict[str, jinja2.Template] = {}
         self._expressions: dict[str, Any] = {}
 
-    def render(
-        self, source: str, namespace: Mapping[str, Any], *, where: str, quote: bool = False
-    ) -> str:
+    def render(self, source: str, namespace: Mapping[str, Any], *, where: str) -> str:
         """Render ``source``; ``where`` names the step and field for error messages."""
-        if "{{" not in source and "{%" not in source:
+        if not is_template(source):
             return source
         try:
-            template = self._templates.get((source, quote))
+            template = self._templates.get(source)
             if template is None:
-                env = self._shell if quote else self._plain
-                template = env.from_string(from_go_style(source))
-                self._remember(self._templates, (source, quote), template)
+                template = self._plain.from_string(from_go_style(source))
+                self._remember(self._templates, source, template)
             rendered = template.render(namespace)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
@@ -166,14 +176,11 @@ class Templates:
     def evaluate(self, expression: str, namespace: Mapping[str, Any], *, where: str) -> Any:
         """The value of a Jinja expression such as ``alert.severity == 'critical'``."""
         source = expression.strip()
-        # Accept a condition written as a template: "{{ x == 1 }}".
-        if source.startswith("{{") and source.endswith("}}"):
-            source = source[2:-2].strip()
         try:
             compiled = self._expressions.get(source)
             if compiled is None:
                 compiled = self._plain.compile_expression(
-                    from_go_style("{{" + source + "}}")[2:-2], undefined_to_none=False
+                    _expression_text(source), undefined_to_none=False
                 )
                 self._remember(self._expressions, source, compiled)
             value = compiled(**namespace)
@@ -204,3 +211,54 @@ class Templates:
         if len(cache) >= _CACHE_SIZE:
             cache.pop(next(iter(cache)))
         cache[key] = value
+
+
+# Environments for compiling without rendering (validation): the same configuration
+# as ``Templates`` uses, without its caches. Jinja environments are not changed after
+# they are built, so sharing them is safe.
+_CHECKER = _make_environment(None)
+
+
+def _prefix(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
+def parse_template(source: str, *, where: str | None = None) -> jinja2.nodes.Template:
+    """Compile ``source`` as ``Templates.render`` would; return its syntax tree.
+
+    Raises ``TemplateError`` when it does not compile (syntax, unknown filter or
+    test). Nothing is rendered: this is how validation proves a template can run.
+    """
+    env = _CHECKER
+    text = from_go_style(source)
+    try:
+        tree = env.parse(text)
+        # Generating the code is what finds unknown filters and tests; the Python
+        # compile of that code (``raw=False``) would find nothing more. The
+        # generator's constant folding never touches names, so the tree still
+        # says what the template reads.
+        env.compile(tree, raw=True)
+        return tree
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"{_prefix(where)}template {_excerpt(source)!r} is not valid: {exc.message}"
+        ) from exc
+
+
+def parse_expression(expression: str, *, where: str | None = None) -> jinja2.nodes.Template:
+    """Compile ``expression`` as ``Templates.evaluate`` would; return its syntax tree.
+
+    The tree is that of the template ``{{ <expression> }}``.
+    """
+    env = _CHECKER
+    text = _expression_text(expression)
+    try:
+        env.compile_expression(text, undefined_to_none=False)
+        # compile_expression accepted exactly one expression, so the template below
+        # holds that expression and nothing else.
+        return env.parse("{{ " + text + " }}")
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"{_prefix(where)}expression {_excerpt(expression)!r} is not valid: {exc.message} "
+            "(write a Jinja expression, e.g. alert.labels.severity == 'critical')"
+        ) from exc
