@@ -4,7 +4,7 @@ One generic client over the ``kubernetes`` library's ApiClient: a table maps eac
 kind the tools know to its API path, and every request goes through the library's
 own serialization and authentication (in-cluster token, kubeconfig credentials). Objects
 come back as plain dicts (the API's JSON). Configuration and the translation of
-library failures are the engine's (``services.engine.kube``): one loader, one error
+library failures are shared (``shared.kube``): one loader, one error
 tree, so a 403 here is the same ``ApiPermanentError`` the Job runner sees.
 
 What this module must not do: decide. Allowlists, RBAC reporting and the remediation
@@ -81,14 +81,15 @@ class KubeApi:
 
     @classmethod
     def connect(cls, api_url: str = "") -> KubeApi:
-        from services.engine import kube
+        from shared import kube
 
-        client = kube.api_client_for(api_url)
-        if client is None:
+        try:
+            client = kube.api_client(api_url)
+        except kube.KubeConfigError as exc:
             raise NoClusterError(
                 "no Kubernetes cluster configured: not running in a cluster and no kubeconfig "
-                "(set KUBECONFIG, or runtime.tools.kubernetesApiUrl)"
-            )
+                f"(set KUBECONFIG, or runtime.tools.kubernetesApiUrl): {exc}"
+            ) from exc
         return cls(client)
 
     def _request(
@@ -105,7 +106,7 @@ class KubeApi:
     ) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        from services.engine import kube
+        from shared import kube
 
         headers = {"Accept": "application/json"}
         if content_type:
@@ -244,7 +245,9 @@ class KubeApi:
         return dict(self._request("DELETE", path(kind, namespace, name), f"delete {kind} {name}"))
 
     def close(self) -> None:
-        self.api_client.close()
+        from shared import kube
+
+        kube.close(self.api_client)
 
 
 def now_iso() -> str:

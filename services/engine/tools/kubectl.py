@@ -90,7 +90,7 @@ class Kubectl(registries.Tool):
         else:
             namespace = ""
         timeout = registries.require_deadline(ctx, f"kubectl {verb}")
-        from services.engine import kube  # imports the kubernetes client: only when used
+        from shared import kube  # imports the kubernetes client: only when used
 
         try:
             api = connect(ctx)
@@ -238,7 +238,7 @@ class Kubectl(registries.Tool):
     ) -> ToolResult:
         if kind not in ("pod", "node"):
             raise registries.ToolError("top reads pods or nodes")
-        from services.engine import kube
+        from shared import kube
 
         try:
             metrics = api.metrics(kind, namespace or None, name, timeout=timeout)

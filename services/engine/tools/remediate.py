@@ -122,7 +122,7 @@ class Remediate(registries.Tool):
                 "Put it in your recommendations with requiresApproval true.",
                 entry,
             )
-        from services.engine import kube  # imports the kubernetes client: only when used
+        from shared import kube  # imports the kubernetes client: only when used
 
         try:
             done = apply(kubectl.connect(ctx), request, _now(ctx))
