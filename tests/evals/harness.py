@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support.scenario_cluster import Cluster
 from support.promrecord import RecordedPrometheus
+from support.scenario_cluster import Cluster
 
 from services.engine.agent import investigations, llm
 from services.engine.tools.registries import ToolContext, ToolSettings

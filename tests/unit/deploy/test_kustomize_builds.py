@@ -36,8 +36,7 @@ OVERLAYS = ["dev", "prod", "prod+remediation"]
 DEPLOYABLES = ["ingest", "engine", "notifier", "controller", "scheduler", "flower"]
 IMAGE = "ghcr.io/punchingfist/punchingfist"
 # PF_ variables the manifests set that arrive with other issues' settings.
-ARRIVING_SETTINGS = {
-}
+ARRIVING_SETTINGS = {}
 
 Builds = Callable[[str], list[Manifest]]
 
