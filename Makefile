@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest bench-engine bench-notifier migrate clean crds validate
+.PHONY: help install test lint format run bench-ingest bench-engine bench-notifier bench-agent eval migrate clean crds validate
 .PHONY: settings-doc flower
 
 help: ## list the targets
@@ -54,6 +54,12 @@ flower: $(STAMP) ## the Celery dashboard on http://127.0.0.1:5555 for $PF_BROKER
 validate: $(STAMP) ## check resource files offline, one set at a time (make validate F=examples)
 	@for set in $(or $(F),examples examples/cluster); do \
 	  $(BIN)/python -m services.controller.cli validate -f $$set || exit 1; done
+
+eval: $(STAMP) ## agent evals: recorded scenarios, rules (and PF_EVAL_LLM's model), with the score
+	$(BIN)/python -m pytest tests/evals -q
+
+bench-agent: $(STAMP) ## agent: each tool's latency against the API double, loop overhead per iteration
+	$(BIN)/python bench/agent.py
 
 migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
 	$(BIN)/punchingfist migrate
