@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import commands, settings
-from shared.resources import files
+from shared.resources import checks, files
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -24,14 +24,24 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"punchingfist validate: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     loaded = files.load_files(paths)
-    for error in loaded.errors:
+    problems = [*loaded.errors, *loaded.conflicts]
+    for error in problems:
         print(error)
-    if loaded.errors:
-        print(f"{len(loaded.errors)} error(s); {len(loaded.resources)} resource(s) valid")
+    warnings = 0
+    for resource in loaded.resources:
+        for advisory in checks.advisories(resource):
+            if advisory.problem is not None:
+                warnings += 1
+                print(f"warning  {resource}  ({resource.origin}): {advisory.problem.message}")
+    if problems:
+        print(f"{len(problems)} error(s); {len(loaded.resources)} resource(s) valid")
         return 1
     for resource in loaded.resources:
         print(f"ok  {resource}  ({resource.origin})")
-    print(f"{len(loaded.resources)} resource(s) valid")
+    print(
+        f"{len(loaded.resources)} resource(s) valid"
+        + (f", {warnings} warning(s)" if warnings else "")
+    )
     return 0
 
 

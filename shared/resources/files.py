@@ -5,6 +5,10 @@ raised at the first one, with the file, the document's position and the field pa
 so that one run of ``validate`` shows everything to fix. Cross-resource rules that
 need the whole set (duplicate names, two webhooks on one path) are checked here too;
 references to other resources are the controller's business (``checks``).
+
+Two Sources on one path are reported in ``conflicts``, not dropped: ``validate``
+refuses the set, while the file-mode controller stores both and reports both not
+ready (ingest then serves neither), exactly as it would in a cluster.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Loaded:
     # Files that could not be used at all or that hold an invalid resource; the
     # file-mode controller keeps what it loaded earlier from these.
     failed_files: set[str] = dataclasses.field(default_factory=set)
+    # Webhook paths claimed by more than one Source (one entry per Source).
+    conflicts: list[FileError] = dataclasses.field(default_factory=list)
 
 
 def yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -123,15 +129,11 @@ def _check_set(loaded: Loaded) -> None:
             continue
         seen[resource.key] = resource
         unique.append(resource)
-    holders = checks.path_holders(unique)
-    kept: list[schemas.Resource] = []
+    claims = checks.path_claims(unique)
     for resource in unique:
-        conflict = checks.path_conflict(resource, holders)
+        conflict = checks.path_conflict(resource, claims)
         if conflict is not None:
-            loaded.errors.append(
+            loaded.conflicts.append(
                 FileError(resource.origin, 0, "spec.config.path", conflict.message, str(resource))
             )
-            loaded.failed_files.add(resource.origin)
-            continue
-        kept.append(resource)
-    loaded.resources = kept
+    loaded.resources = unique

@@ -14,7 +14,7 @@ import pytest
 from shared import secrets
 from shared.errors import SecretError
 
-SECRETS = {("monitoring", "am"): {"token": "from-the-cluster"}}
+SECRETS = {("monitoring", "am"): {"token": "from-the-cluster", "blank": " \n"}}
 
 
 class _SecretsAPI(BaseHTTPRequestHandler):
@@ -78,6 +78,7 @@ def test_reads_the_key_of_the_secret_in_the_sources_namespace(
     ("namespace", "name", "key", "needle"),
     [
         ("monitoring", "am", "password", "has no key 'password'"),
+        ("monitoring", "am", "blank", "key 'blank' is empty"),
         ("monitoring", "missing", "token", "404"),
         ("default", "am", "token", "404"),  # Secrets are per namespace
     ],
