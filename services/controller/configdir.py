@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from services.controller import store
-from services.controller.reconciler import Reconciler
+from services.controller.reconciler import Outcome, Reconciler
 from shared.errors import ConfigError
 from shared.resources import files
 from shared.resources.schemas import SINK, SOURCE, WORKFLOW, Resource
@@ -88,23 +88,25 @@ class ConfigDirectory:
         # What is referred to first, so that references resolve in one pass.
         ordered = sorted(loaded.resources, key=lambda r: _APPLY_ORDER.index(r.kind))
         by_key = {resource.key: resource for resource in ordered}
-        reported: dict[tuple[str, str, str], bool] = {}
+        outcomes: dict[tuple[str, str, str], Outcome] = {}
         partners: set[tuple[str, str, str]] = set()
         for resource in ordered:
-            ready, written, conflicts = self._apply(resource)
-            report.applied += int(written)
-            reported[resource.key] = ready
-            partners.update(conflicts)
+            outcome = outcomes[resource.key] = self._apply(resource)
+            report.applied += int(outcome.written)
+            partners.update(outcome.conflicts)
         # A Source applied before the one that now shares its path was judged alone:
         # judge it again so that both are reported in this pass, not at a refresh.
         for key in partners:
-            if reported.get(key) and key in by_key:
-                reported[key], _, _ = self._apply(by_key[key])
-        report.not_ready = [str(by_key[key]) for key, ready in reported.items() if not ready]
+            if key in outcomes and outcomes[key].ready:
+                outcomes[key] = self._apply(by_key[key])
+        for key, outcome in outcomes.items():
+            self._report(key, outcome.status)
+            if not outcome.ready:
+                report.not_ready.append(str(by_key[key]))
         return report
 
-    def _apply(self, resource: Resource) -> tuple[bool, bool, tuple[tuple[str, str, str], ...]]:
-        outcome = self._reconciler.apply(
+    def _apply(self, resource: Resource) -> Outcome:
+        return self._reconciler.apply(
             resource.kind,
             resource.namespace,
             resource.name,
@@ -112,8 +114,6 @@ class ConfigDirectory:
             generation=resource.generation,
             origin=resource.origin,
         )
-        self._report(resource.key, outcome.status)
-        return outcome.ready, outcome.written, outcome.conflicts
 
     def _report(self, key: tuple[str, str, str], status: dict[str, object]) -> None:
         conditions = status.get("conditions") or []

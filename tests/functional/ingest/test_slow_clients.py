@@ -9,15 +9,11 @@ must be answered within about a second; the tricklers get 408 once
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,10 +22,10 @@ import pytest
 from shared.db import migrate, resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
-from tests.functional.ingest.conftest import FIXTURES, TOKEN, source_spec
+from tests.functional.ingest import realserver
+from tests.functional.ingest.conftest import TOKEN, source_spec
 
 pytestmark = pytest.mark.timeout(90)
-PUNCHINGFIST = [sys.executable, "-m", "services.cli"]
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 WORKERS = 2
 SLOW_CLIENTS = 4 * WORKERS
@@ -38,41 +34,13 @@ READ_TIMEOUT = 4.0
 PROMPT = 1.5
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def base_env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PF_DATABASE_URL": f"sqlite:///{tmp_path}/pf.db",
-        "PF_VAR_DIR": str(tmp_path / "var"),
-        "PF_INGEST_READ_TIMEOUT": str(READ_TIMEOUT),
-        "PF_INGEST_WORKERS": str(WORKERS),
-        "PF_LOG_FORMAT": "text",
-    }
+def env_for(tmp_path: Path, secrets: Path) -> dict[str, str]:
+    return realserver.env_for(
+        tmp_path,
+        PF_INGEST_READ_TIMEOUT=str(READ_TIMEOUT),
+        PF_INGEST_WORKERS=str(WORKERS),
+        PF_SECRETS_DIR=str(secrets),
+    )
 
 
 @pytest.fixture
@@ -85,54 +53,37 @@ def ingest(tmp_path: Path) -> Iterator[tuple[int, str]]:
     with make_session_factory(engine).begin() as session:
         resources.upsert(session, "Source", "default", "alertmanager", source_spec())
     engine.dispose()
-    port = free_port()
-    env = {**base_env(tmp_path), "PF_SECRETS_DIR": str(tmp_path / "secrets")}
-    process = subprocess.Popen([*PUNCHINGFIST, "ingest", "--bind", f"127.0.0.1:{port}"], env=env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
+    port = realserver.free_port()
+    with realserver.serving(
+        ["ingest", "--bind", f"127.0.0.1:{port}"],
+        env_for(tmp_path, tmp_path / "secrets"),
+        port,
+        tmp_path / "ingest.log",
+    ):
         yield port, TOKEN
-    finally:
-        stop(process)
 
 
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """``punchingfist run`` on the examples, as ``make run`` starts it."""
-    port = free_port()
-    env = {**base_env(tmp_path), "PF_SECRETS_DIR": str(EXAMPLES / "secrets")}
-    process = subprocess.Popen(
-        [*PUNCHINGFIST, "run", "--config-dir", str(EXAMPLES), "--bind", f"127.0.0.1:{port}"],
-        env=env,
-    )
+    port = realserver.free_port()
     token = (EXAMPLES / "secrets" / "alertmanager-webhook" / "token").read_text().strip()
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        # The controller stores the examples' Source a moment after ingest is up.
-        deadline = time.monotonic() + 30
-        while post_webhook(port, token)[0] == 404:
-            assert time.monotonic() < deadline, "the examples' Source never arrived"
-            time.sleep(0.2)
-        # Each worker caches the Sources for PF_RESOURCE_REFRESH_SECONDS (2 s).
+    with realserver.serving(
+        ["run", "--config-dir", str(EXAMPLES), "--bind", f"127.0.0.1:{port}"],
+        env_for(tmp_path, EXAMPLES / "secrets"),
+        port,
+        tmp_path / "run.log",
+    ):
+        # The controller stores the examples' Source a moment after ingest is up,
+        # and each worker caches Sources for PF_RESOURCE_REFRESH_SECONDS (2 s).
+        realserver.wait_status(port, "/webhook/alertmanager", f"Bearer {token}", 200)
         time.sleep(2.5)
         yield port, token
-    finally:
-        stop(process)
 
 
 def post_webhook(port: int, token: str) -> tuple[int, float]:
-    body = (FIXTURES / "01-firing-single.json").read_bytes()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/webhook/alertmanager",
-        data=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    return status, time.monotonic() - started
+    status, _body, took = realserver.post(port, "/webhook/alertmanager", f"Bearer {token}")
+    return status, took
 
 
 class Trickler(threading.Thread):
@@ -186,10 +137,8 @@ class Trickler(threading.Thread):
                 break
         if self.stall:
             self.sock.settimeout(30)
-            try:
+            with contextlib.suppress(OSError):
                 self.answer += self.sock.recv(4096)
-            except OSError:
-                pass
         self.closed_after = time.monotonic() - started
         self.sock.close()
 
