@@ -26,6 +26,10 @@ Trade-offs, on purpose:
 
 - Connections are not kept alive (as with the sync workers before): every request
   arrives on a new connection, so every request is buffered by the rule above.
+- After the response the connection is half-closed and left in the selector until
+  the client closes its side (at most ``LINGER_SECONDS``), instead of gunicorn's
+  ``close_graceful``, which waits for that in the event loop: a client that never
+  closes would stop the worker from reading anyone else's request meanwhile.
 - One request thread per worker process by default: the concurrency of the sync
   workers, without a thread-safety review of the request path.
 - A request that runs longer than gunicorn's ``timeout`` stops the worker's
@@ -56,6 +60,9 @@ log = logging.getLogger(__name__)
 
 # Bytes read per readiness event; a webhook of a few KiB arrives in one.
 RECV_BYTES = 64 * 1024
+# Seconds a closed connection waits for the client's own close after the response
+# (gunicorn's close_graceful lingers as long, but blocking the event loop).
+LINGER_SECONDS = 2.0
 # Longest chunk-size line (with extensions) accepted before handing over.
 MAX_CHUNK_LINE = 1024
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
@@ -248,6 +255,8 @@ class BufferingWorker(gthread.ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # Connections still being read, in accept order (which is deadline order).
         self._reading: dict[Any, _Incoming] = {}
+        # Answered connections waiting for the client to close: conn -> deadline.
+        self._closing: dict[Any, float] = {}
         # Request threads at work: thread id -> when the request started.
         self._running: dict[int, float] = {}
         cfg = self.cfg
@@ -325,10 +334,53 @@ class BufferingWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self.nr_conns -= 1
         conn.close()
 
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """Back on the event loop after a request: linger without blocking the loop."""
+        if not fs.cancelled() and fs.exception() is None and fs.result() is False:
+            self._linger(conn)
+            return
+        super().finish_request(conn, fs)
+
+    def _linger(self, conn: Any) -> None:
+        sock = conn.sock
+        try:
+            # FIN after the response; what the client still sends is read and
+            # dropped, so that closing does not reset the connection (RFC 9112 9.6).
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._drain, conn))
+        except (OSError, ValueError, KeyError):
+            self._closed(conn)
+            return
+        self._closing[conn] = time.monotonic() + LINGER_SECONDS
+
+    def _drain(self, conn: Any, _fileobj: Any) -> None:
+        try:
+            if conn.sock.recv(RECV_BYTES):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._closed(conn)
+
+    def _closed(self, conn: Any) -> None:
+        self._closing.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.poller.unregister(conn.sock)
+        self.nr_conns -= 1
+        conn.close()
+
     def murder_pending(self) -> None:
-        """gunicorn's pass over waiting connections, plus requests read too slowly."""
+        """gunicorn's pass over waiting connections, plus requests read too slowly
+        and answered connections whose client has not closed in time."""
         super().murder_pending()
         now = time.monotonic()
+        while self._closing:
+            conn, deadline = next(iter(self._closing.items()))
+            if deadline > now:
+                break
+            self._closed(conn)
         while self._reading:
             incoming = next(iter(self._reading.values()))
             if incoming.deadline > now:

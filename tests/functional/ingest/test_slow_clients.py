@@ -87,17 +87,20 @@ def post_webhook(port: int, token: str) -> tuple[int, float]:
 
 
 class Trickler(threading.Thread):
-    """A client that sends its request a byte at a time (``body``: the head is whole)."""
+    """A client that holds a connection the way ``mode`` says.
 
-    def __init__(
-        self, port: int, token: str = "", *, body: bool = False, stall: bool = False
-    ) -> None:
+    head: the request line whole, then header bytes one at a time;
+    one-byte: one byte, then nothing;
+    body: the head whole (with the right token, so the app would read the body),
+    then the body a byte at a time;
+    linger: the whole request at once, then it neither reads nor closes.
+    """
+
+    def __init__(self, port: int, token: str, mode: str) -> None:
         super().__init__(daemon=True)
-        # With the right token, the app would read the body (not refuse the head).
-        self.token = token
         self.sock = socket.create_connection(("127.0.0.1", port))
-        self.body = body
-        self.stall = stall
+        self.token = token
+        self.mode = mode
         self.answer = b""
         self.closed_after: float | None = None
         self.halt = threading.Event()
@@ -111,40 +114,31 @@ class Trickler(threading.Thread):
             f"Authorization: Bearer {self.token}\r\n"
             f"Content-Length: {len(payload)}\r\n"
         ).encode()
-        if self.body:
-            self.sock.sendall(head + b"\r\n")
-            slow = payload
-        else:
-            slow = b"X-Slow: " + b"a" * 200
-        self.sock.settimeout(0.3)
-        for index in range(len(slow)):
-            if self.halt.is_set():
-                break
-            try:
-                self.sock.send(slow[index : index + 1])
-            except OSError:
-                break
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            self.answer += data
-            if not data or self.stall:
-                break
-            if b"\r\n\r\n" in self.answer:
-                break
-        if self.stall:
-            self.sock.settimeout(30)
-            with contextlib.suppress(OSError):
-                self.answer += self.sock.recv(4096)
+        with contextlib.suppress(OSError):
+            if self.mode == "linger":
+                self.sock.sendall(head + b"\r\n" + payload)
+                self.halt.wait(30)
+            elif self.mode == "one-byte":
+                self.sock.sendall(b"P")
+                self._read_answer(30)
+            else:
+                first, slow = (head + b"\r\n", payload) if self.mode == "body" else (head, b"X")
+                self.sock.sendall(first)
+                while not self.halt.is_set() and not self.answer:
+                    self.sock.sendall(slow[:1])
+                    slow = slow[1:] or b"a"
+                    self._read_answer(0.3)
         self.closed_after = time.monotonic() - started
         self.sock.close()
 
+    def _read_answer(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        with contextlib.suppress(TimeoutError):
+            self.answer += self.sock.recv(4096)
 
-def slow_clients(port: int, token: str, count: int, **kind: bool) -> list[Trickler]:
-    clients = [Trickler(port, token, **kind) for _ in range(count)]
+
+def slow_clients(port: int, token: str, count: int, mode: str = "head") -> list[Trickler]:
+    clients = [Trickler(port, token, mode) for _ in range(count)]
     for client in clients:
         client.start()
     # Let every one of them get accepted and start trickling.
@@ -163,12 +157,10 @@ def webhook_is_answered_at_once(port: int, token: str, clients: list[Trickler]) 
             client.halt.set()
 
 
-@pytest.mark.parametrize(
-    "kind", [{}, {"stall": True}, {"body": True}], ids=["head-trickle", "one-byte", "body-trickle"]
-)
-def test_slow_clients_do_not_hold_up_ingest(ingest: tuple[int, str], kind: dict[str, bool]) -> None:
+@pytest.mark.parametrize("mode", ["head", "one-byte", "body", "linger"])
+def test_slow_clients_do_not_hold_up_ingest(ingest: tuple[int, str], mode: str) -> None:
     port, token = ingest
-    clients = slow_clients(port, token, SLOW_CLIENTS, **kind)
+    clients = slow_clients(port, token, SLOW_CLIENTS, mode)
     webhook_is_answered_at_once(port, token, clients)
 
 
@@ -180,7 +172,7 @@ def test_slow_clients_do_not_hold_up_run(run: tuple[int, str]) -> None:
 
 def test_a_client_too_slow_gets_408_after_the_read_timeout(ingest: tuple[int, str]) -> None:
     port, token = ingest
-    (client,) = slow_clients(port, token, 1, stall=True)
+    (client,) = slow_clients(port, token, 1, "one-byte")
     client.join(READ_TIMEOUT + 5)
     assert client.closed_after is not None
     assert READ_TIMEOUT - 0.5 <= client.closed_after <= READ_TIMEOUT + 2.5
