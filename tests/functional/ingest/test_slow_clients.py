@@ -138,11 +138,15 @@ class Trickler(threading.Thread):
 
 
 def slow_clients(port: int, token: str, count: int, mode: str = "head") -> list[Trickler]:
-    clients = [Trickler(port, token, mode) for _ in range(count)]
-    for client in clients:
-        client.start()
+    clients = []
+    for _ in range(count):
+        # One at a time, so that every worker gets its share: a worker whose event
+        # loop is free would take them all at once and leave the other one idle.
+        clients.append(Trickler(port, token, mode))
+        clients[-1].start()
+        time.sleep(0.1)
     # Let every one of them get accepted and start trickling.
-    time.sleep(1.0)
+    time.sleep(0.5)
     return clients
 
 
