@@ -52,8 +52,13 @@ class IngestSettings:
     # Largest accepted webhook body, bytes. AlertManager sends about 1 KiB an alert;
     # 10 MiB leaves room for groups of thousands without inviting abuse.
     max_body_bytes: int = 10 * 1024 * 1024
-    # gunicorn sync workers; sync because SQLite serialises writers anyway.
+    # Worker processes, each running one request at a time (SQLite serialises
+    # writers anyway) while its event loop reads the next requests whole.
     workers: int = 2
+    # Seconds a client has, from connecting, to send its whole request (head and
+    # body); then it gets 408. AlertManager sends a webhook in milliseconds; 10 s
+    # leaves room for a slow link and bounds what a client trickling bytes can hold.
+    read_timeout: float = 10.0
     # Seconds a Source definition is cached before it is read again from the store.
     resource_refresh_seconds: float = 2.0
     # File holding the bearer token of the read API (/api/v1/*): alerts, annotations
@@ -311,6 +316,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "PF_INGEST_MAX_BODY_BYTES", _positive(int), IngestSettings.max_body_bytes
         ),
         workers=_read(env, "PF_INGEST_WORKERS", _positive(int), IngestSettings.workers),
+        read_timeout=_read(
+            env, "PF_INGEST_READ_TIMEOUT", _positive(float), IngestSettings.read_timeout
+        ),
         resource_refresh_seconds=_read(
             env,
             "PF_RESOURCE_REFRESH_SECONDS",
