@@ -24,7 +24,14 @@ import sqlalchemy as sa
 
 from shared import outbox, queueing
 from shared.db.engines import write_lock
-from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun, utcnow
+from shared.db.models import (
+    Alert,
+    AlertSinkState,
+    AlertSourceEvent,
+    SourceEvent,
+    WorkflowRun,
+    utcnow,
+)
 from shared.domain import runs as run_domain
 from shared.domain.alerts import AlertStatus, IncomingAlert, Notification, transition
 from shared.domain.sources import Source
@@ -35,6 +42,7 @@ _ALERTS = cast(sa.Table, Alert.__table__)
 _EVENTS = cast(sa.Table, SourceEvent.__table__)
 _LINKS = cast(sa.Table, AlertSourceEvent.__table__)
 _RUNS = cast(sa.Table, WorkflowRun.__table__)
+_SINK_STATES = cast(sa.Table, AlertSinkState.__table__)
 
 # Statements are built once: constructing them per request cost as much as running them.
 _INSERT_EVENT = sa.insert(_EVENTS)
@@ -56,6 +64,21 @@ _MARK_SEEN = (
         updated_at=sa.bindparam("now"),
         times_seen=_ALERTS.c.times_seen + 1,
     )
+)
+# Resolved alerts that a Sink left something on: a Slack parent (posted, or being
+# posted: the notifier waits for it), a silence. Their resolution is the notifier's.
+_WITH_SINK_STATE = (
+    sa.select(_SINK_STATES.c.alert_id)
+    .where(
+        _SINK_STATES.c.alert_id.in_(sa.bindparam("ids", expanding=True)),
+        _SINK_STATES.c.resolved_at.is_(None),
+        sa.or_(
+            _SINK_STATES.c.thread_ts.is_not(None),
+            _SINK_STATES.c.parent_delivery_id.is_not(None),
+            _SINK_STATES.c.silence_id.is_not(None),
+        ),
+    )
+    .distinct()
 )
 # Alerts per dedup query and ids per update: bounded so that a group of thousands
 # stays under SQLite's limit of bound parameters per statement (32766).
@@ -206,15 +229,16 @@ def _record_once(
             )
         if links:
             connection.execute(_INSERT_LINKS, links)
-        tasks: list[outbox.PendingTask] = []
+        messages: list[tuple[str, str, list[Any]]] = []
         if runs:
             connection.execute(_INSERT_RUNS, runs)
             run_ids = [str(run["id"]) for run in runs]
-            tasks = outbox.add(
-                connection,
-                [(queueing.START_WORKFLOWS, queueing.ENGINE_QUEUE, [run_ids])],
-                lease_seconds,
-            )
+            messages.append((queueing.START_WORKFLOWS, queueing.ENGINE_QUEUE, [run_ids]))
+        messages.extend(
+            (queueing.ALERT_RESOLVED, queueing.NOTIFIER_QUEUE, [str(alert_id)])
+            for alert_id in _told_sinks(connection, [alert_id for alert_id, _, _ in resolve])
+        )
+        tasks = outbox.add(connection, messages, lease_seconds)
     return IntakeResult(
         event_id=event_id,
         received=notification.received,
@@ -262,6 +286,18 @@ def _known_occurrences(
         ).all()
         known.update({(row.fingerprint, row.starts_at): (row.id, row.status) for row in rows})
     return known
+
+
+def _told_sinks(connection: sa.Connection, alert_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Of the alerts resolved now, those whose Slack thread or silence is to be updated.
+
+    Only alerts that were known before this request can have one: a Sink state is
+    written by the notifier after a run, and a run starts from a firing occurrence.
+    """
+    found: list[uuid.UUID] = []
+    for chunk in _chunks(alert_ids):
+        found.extend(connection.execute(_WITH_SINK_STATE, {"ids": list(chunk)}).scalars())
+    return sorted(found)
 
 
 def _chunks(items: Sequence[T]) -> list[Sequence[T]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shared.db.models import AlertSinkState
 from tests.functional.ingest.conftest import load_fixture, table_counts
 
 
@@ -150,3 +151,43 @@ def test_same_alert_from_two_sources_is_tracked_per_source(
     assert post(body).json["workflowsStarted"] == 1
     assert post(body, path="/webhook/second").json["workflowsStarted"] == 1
     assert table_counts(engine)["alerts"] == 2
+
+
+def _notifier_messages(engine: sa.Engine) -> list[Any]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT args FROM outbox WHERE task_name = 'notifier.alert_resolved'")
+        ).all()
+    return [row.args if isinstance(row.args, list) else json.loads(row.args) for row in rows]
+
+
+def test_resolve_queues_the_notifier_only_for_alerts_a_sink_left_something_on(
+    post: Callable[..., Any], engine: sa.Engine
+) -> None:
+    """The resolve writes ``notifier.alert_resolved`` in its own transaction when the
+    alert has a Slack thread or a silence (or a parent being posted), once."""
+    group = load_fixture("05-group-mixed-1-resolved-2-firing.json")
+    firing = json.loads(json.dumps(group))
+    for alert in firing["alerts"]:
+        alert["status"] = "firing"
+    post(firing)
+    ids = sorted(uuid.UUID(str(row["id"])) for row in _alerts(engine).values())
+    web1, web2 = ids[0], ids[1]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(AlertSinkState.__table__),
+            [
+                {"alert_id": web1, "sink_name": "slack", "thread_ts": "1.000001"},
+                # A Sink state with nothing to undo: the delivery failed for good.
+                {"alert_id": web2, "sink_name": "other", "thread_ts": None},
+            ],
+        )
+    resolved = json.loads(json.dumps(firing))
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2026-11-26T05:00:00Z"
+    assert post(resolved).json["resolved"] == len(resolved["alerts"])
+    assert _notifier_messages(engine) == [[str(web1)]]
+    # A repeated resolve changes nothing and queues nothing more.
+    assert post(resolved).json["resolved"] == 0
+    assert len(_notifier_messages(engine)) == 1

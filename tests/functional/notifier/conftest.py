@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
-from notifierkit import REPO, SLACK_TOKEN, Harness, NotifierProcess
+from notifierkit import REPO, SLACK_TOKEN, Harness, NotifierProcess, wait_for
 
 from services.notifier.app import Runtime, create_app, runtime_for
 from shared.settings import Settings
 from tests.support.slack_api import SlackAPI
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
 @pytest.fixture
@@ -96,3 +102,47 @@ def sender(notifier_settings: Callable[..., Settings], redis_url: str) -> Iterat
     yield app
     if getattr(app, "pf_runtime", None) is not None:
         app.pf_runtime.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    if ALERTMANAGER is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
+        pytest.skip("prometheus-alertmanager is not installed")
+    port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n")
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url), 20, "AlertManager did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
+            return True
+    except OSError:
+        return False

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 import socket
-import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +25,6 @@ from services.notifier.app import Runtime
 from shared.db.models import AlertSinkState, SinkDelivery
 
 pytestmark = pytest.mark.alertmanager
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 LABELS = {
     "alertname": "KubePodCrashLooping",
     "namespace": "prod",
@@ -49,43 +43,6 @@ def _free_port() -> int:
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[str]:
-    if ALERTMANAGER is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
-        pytest.skip("prometheus-alertmanager is not installed")
-    port = _free_port()
-    config = tmp_path / "alertmanager.yml"
-    config.write_text("route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n")
-    process = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ready(url), 20, "AlertManager did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _push(url: str, starts: dt.datetime) -> None:

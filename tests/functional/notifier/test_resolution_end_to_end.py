@@ -1,0 +1,144 @@
+"""An alert's story from first report to resolution, through the real processes.
+
+``punchingfist ingest`` under gunicorn, ``punchingfist engine`` and ``punchingfist
+notifier`` workers on Redis, the Slack stand-in and a real AlertManager: a firing
+alert is investigated, its report becomes the Slack thread's parent and a silence;
+the resolved webhook then edits the parent, replies once in the thread and expires
+the silence, however many times AlertManager repeats the resolve.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from notifierkit import REPO, SLACK_TOKEN, NotifierProcess, slack_sink, wait_for
+
+from shared.db import resources
+from shared.db.engines import make_engine, make_session_factory
+from shared.resources import schemas
+from shared.settings import DatabaseSettings
+from tests.functional.engine.enginekit import WorkerProcess
+from tests.functional.ingest.conftest import load_fixture, source_spec
+from tests.functional.ingest.gunicorn import Ingest, ingest_env, running_ingest
+from tests.support.slack_api import SlackAPI
+
+pytestmark = [pytest.mark.alertmanager, pytest.mark.timeout(120)]
+
+
+def _put_resources(database_url: str, slack_url: str, alertmanager_url: str) -> None:
+    workflow = {
+        "steps": [{"name": "look", "type": "cli", "command": ["echo", "restarts: 7"]}],
+        "outputs": [{"name": "summary", "value": "{{ steps.look.output.stdout }}"}],
+        "sinks": ["slack", "am"],
+    }
+    sinks = {
+        "slack": slack_sink(slack_url),
+        "am": {
+            "type": "alertmanager",
+            "config": {"url": alertmanager_url, "actions": ["silence"], "silenceDuration": "1h"},
+        },
+    }
+    engine = make_engine(DatabaseSettings(url=database_url))
+    with make_session_factory(engine).begin() as session:
+        resources.upsert(
+            session,
+            "Workflow",
+            "default",
+            "triage",
+            schemas.normalize("Workflow", "triage", workflow),
+        )
+        for name, spec in sinks.items():
+            resources.upsert(
+                session, "Sink", "default", name, schemas.normalize("Sink", name, spec)
+            )
+    engine.dispose()
+
+
+def _silences(alertmanager: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/silences", timeout=5) as response:
+        found: list[dict[str, Any]] = json.load(response)
+    return [s for s in found if s["createdBy"] == "punching-fist"]
+
+
+@pytest.fixture
+def pipeline(
+    database_url: str, redis_url: str, tmp_path: Path, slack: SlackAPI, alertmanager: str
+) -> Iterator[Ingest]:
+    _put_resources(database_url, slack.url, alertmanager)
+    (tmp_path / "secrets" / "slack-bot").mkdir(parents=True)
+    (tmp_path / "secrets" / "slack-bot" / "token").write_text(SLACK_TOKEN)
+    env = {
+        "PF_OUTBOX_RELAY_INTERVAL": "0.5",
+        "PF_NOTIFIER_CONCURRENCY": "2",
+        "PF_NOTIFIER_RETRY_BACKOFF": "0.1",
+        "PF_NOTIFIER_RECOVERY_INTERVAL": "0.5",
+        "PF_ENGINE_CONCURRENCY": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    with running_ingest(
+        database_url, tmp_path, redis_url, {"alertmanager": source_spec()}, workers=1, **env
+    ) as ingest:
+        # The same environment as ingest's: database, broker, secrets folder.
+        worker_env = ingest_env(database_url, tmp_path, redis_url, **env)
+        engine = WorkerProcess(worker_env, tmp_path / "engine.log")
+        notifier = NotifierProcess(worker_env, tmp_path / "notifier.log")
+        engine.start()
+        notifier.start()
+        try:
+            yield ingest
+        finally:
+            notifier.stop()
+            engine.stop()
+
+
+def test_resolved_webhook_edits_the_parent_replies_once_and_expires_the_silence(
+    pipeline: Ingest, slack: SlackAPI, alertmanager: str
+) -> None:
+    firing = load_fixture("01-firing-single.json")
+    answer = pipeline.post(firing)
+    assert answer.status == 200, answer.body
+    assert answer.body["workflowsStarted"] == 1
+    [parent] = wait_for(slack.parents, 60, "no Slack parent for the alert")
+    assert "KubePodCrashLooping" in json.dumps(parent["blocks"])
+    [silence] = wait_for(lambda: _silences(alertmanager), 30, "no silence for the alert")
+    assert silence["status"]["state"] == "active"
+    alert_id = answer.body["alerts"][0]
+    # A person was told (the Slack message): the alert is escalated.
+    wait_for(
+        lambda: pipeline.get(f"/api/v1/alerts/{alert_id}").body["status"] == "escalated",
+        30,
+        "the alert was not escalated after the Slack message",
+    )
+
+    resolved = copy.deepcopy(firing)
+    resolved["status"] = "resolved"
+    resolved["alerts"][0]["status"] = "resolved"
+    resolved["alerts"][0]["endsAt"] = "2026-11-26T04:30:00Z"
+    for _ in range(3):  # AlertManager repeats a resolve (HA peers, resend interval)
+        again = pipeline.post(resolved)
+        assert again.status == 200, again.body
+    wait_for(
+        lambda: "Resolved" in json.dumps(slack.parents()[0]["blocks"]),
+        60,
+        "the parent was not edited to show the alert resolved",
+    )
+    [reply] = wait_for(lambda: slack.replies(parent["ts"]), 30, "no reply in the thread")
+    assert "Resolved at" in reply["text"]
+    assert "AlertManager reported it resolved" in reply["text"]
+    wait_for(
+        lambda: _silences(alertmanager)[0]["status"]["state"] == "expired",
+        30,
+        "the silence was not expired",
+    )
+    # The repeats queued nothing more: one reply, one update, and no second parent.
+    time.sleep(2)
+    assert len(slack.replies(parent["ts"])) == 1
+    assert len(slack.calls("chat.update")) == 1
+    assert len(slack.parents()) == 1
