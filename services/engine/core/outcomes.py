@@ -205,16 +205,16 @@ def claim(
 
 
 def alert_status_after(finish: Finish) -> AlertStatus | None:
-    """Where the run's end leaves its alert (from triaging).
+    """Where the run's end leaves its alert (from triaging); None: where it is.
 
     * a conditional stopped the run with ``stop: succeeded``: the workflow decided
       nothing needs a human (``auto-resolved``) -> resolved, ``auto_resolved``;
-    * the run went through all its steps, or failed: the investigation is done (or
-      broke) and a human takes over with what the sinks report -> escalated;
+    * any other end leaves the alert triaging. ``escalated`` means a person was
+      told, which only a delivery knows: the notifier moves the alert when a Slack
+      message or a webhook for the run is delivered. A run whose Sinks tell nobody
+      (stdout, none at all, all Skipped or Failed) never claimed a human's attention;
     * a run refused by a limit leaves the alert alone.
     """
-    if finish.phase is RunPhase.SKIPPED:
-        return None
     if finish.phase is RunPhase.SUCCEEDED and finish.stopped:
         return AlertStatus.RESOLVED
-    return AlertStatus.ESCALATED
+    return None

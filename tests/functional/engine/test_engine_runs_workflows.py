@@ -87,8 +87,9 @@ def test_steps_share_the_context_and_outputs_and_sinks_are_queued(
     # The context in the database carries every step for the ones after it.
     assert run.context["steps"]["restart"]["output"]["stdout"] == "restarting web-7\n"
     assert run.context["env"] == {"REGION": "eu-1"}
-    # Ran through all its steps: the investigation is done, a human takes over.
-    assert harness.alert(run_id).status == "escalated"
+    # Ran through all its steps; nobody was told yet: escalation is the notifier's,
+    # when a delivery reaches a person.
+    assert harness.alert(run_id).status == "triaging"
     deliveries = harness.deliveries(run_id)
     assert sorted(d.sink_name for d in deliveries) == ["alertmanager", "slack"]
     assert {d.phase for d in deliveries} == {"Pending"}
@@ -116,7 +117,7 @@ def test_a_failed_step_fails_the_run_and_skips_the_rest(harness: Harness, inproc
         "oops\n",
     )
     assert never.phase == "Skipped"
-    assert harness.alert(run_id).status == "escalated"
+    assert harness.alert(run_id).status == "triaging"
     # A failed run is reported too.
     assert [d.sink_name for d in harness.deliveries(run_id)] == ["slack"]
 
