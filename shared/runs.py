@@ -15,11 +15,12 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from shared.db.models import SinkDelivery, StepRun, WorkflowRun
+from shared.db.models import Resource, SinkDelivery, StepRun, WorkflowRun
 
 _RUNS = cast(sa.Table, WorkflowRun.__table__)
 _STEPS = cast(sa.Table, StepRun.__table__)
 _DELIVERIES = cast(sa.Table, SinkDelivery.__table__)
+_RESOURCES = cast(sa.Table, Resource.__table__)
 
 _RUN_COLUMNS = (
     _RUNS.c.id,
@@ -112,22 +113,43 @@ def run_detail(session: Session, run_id: uuid.UUID | str) -> dict[str, Any] | No
     if row is None:
         return None
     detail = _run(row, _steps_of(session, [key])[key])
-    deliveries = session.execute(
-        sa.select(_DELIVERIES).where(_DELIVERIES.c.run_id == key).order_by(_DELIVERIES.c.sink_name)
+    detail["deliveries"] = _deliveries(session, key, row.namespace)
+    return detail
+
+
+def _deliveries(session: Session, run_id: uuid.UUID, namespace: str) -> list[dict[str, Any]]:
+    """The run's deliveries, each with its Sink's type (read from the Sink as it is
+    now: ``null`` when the Sink is gone) and what the Sink answered (``reference``:
+    Slack ``channel``/``ts``/``threadTs``, ``silenceId``, HTTP ``status``)."""
+    sink_type = (
+        sa.select(_RESOURCES.c.spec)
+        .where(
+            _RESOURCES.c.kind == "Sink",
+            _RESOURCES.c.namespace == namespace,
+            _RESOURCES.c.name == _DELIVERIES.c.sink_name,
+        )
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        sa.select(_DELIVERIES, sink_type.label("sink_spec"))
+        .where(_DELIVERIES.c.run_id == run_id)
+        .order_by(_DELIVERIES.c.sink_name)
     ).all()
-    detail["deliveries"] = [
+    return [
         {
             "id": str(delivery.id),
             "sink": delivery.sink_name,
+            "type": (delivery.sink_spec or {}).get("type"),
             "phase": delivery.phase,
             "attempts": delivery.attempts,
             "error": delivery.error,
+            "reference": delivery.response,
             "createdAt": iso(delivery.created_at),
             "sentAt": iso(delivery.sent_at),
+            "nextAttemptAt": iso(delivery.next_attempt_at),
         }
-        for delivery in deliveries
+        for delivery in rows
     ]
-    return detail
 
 
 def runs_for_alert(session: Session, alert_id: uuid.UUID | str) -> list[dict[str, Any]]:

@@ -117,6 +117,21 @@ def test_resolved_webhook_edits_the_parent_replies_once_and_expires_the_silence(
         "the alert was not escalated after the Slack message",
     )
 
+    # The run shows what each Sink did and left: the Slack ts, the silence id.
+    run_id = answer.body["runs"][0]
+
+    def delivered() -> list[dict[str, Any]] | None:
+        found = pipeline.get(f"/api/v1/runs/{run_id}").body["deliveries"]
+        return found if {d["phase"] for d in found} == {"Delivered"} else None
+
+    am, to_slack = wait_for(delivered, 30, "the run's deliveries are not shown Delivered")
+    assert (am["sink"], am["type"], am["attempts"]) == ("am", "alertmanager", 1)
+    assert am["reference"]["silenceId"] == silence["id"]
+    assert (to_slack["sink"], to_slack["type"], to_slack["error"]) == ("slack", "slack", None)
+    assert to_slack["reference"]["ts"] == parent["ts"]
+    assert to_slack["reference"]["channel"] == "C0INCIDENTS"
+    assert to_slack["nextAttemptAt"] is None and to_slack["sentAt"] is not None
+
     resolved = copy.deepcopy(firing)
     resolved["status"] = "resolved"
     resolved["alerts"][0]["status"] = "resolved"

@@ -17,6 +17,7 @@ from notifierkit import SLACK_TOKEN, Harness, slack_sink
 
 from services.notifier import tasks
 from services.notifier.app import Runtime
+from shared import runs
 from tests.support.slack_api import SlackAPI
 
 
@@ -320,3 +321,24 @@ def _make_due(harness: Harness, delivery_id: uuid.UUID) -> None:
             .where(SinkDelivery.__table__.c.id == delivery_id)
             .values(next_attempt_at=utcnow())
         )
+
+
+def test_the_run_document_shows_a_delivery_waiting_for_its_retry(
+    harness: Harness, slack: SlackAPI, runtime: Runtime
+) -> None:
+    """``GET /api/v1/runs/<id>`` (``shared.runs.run_detail``) shows each delivery's
+    Sink type, attempts, error and when it is tried again."""
+    harness.put_sink("slack", slack_sink(slack.url))
+    alert_id = harness.add_alert()
+    run_id, ids = harness.add_finished_run(["slack", "gone"], alert_id)
+    slack.fail_next("chat.postMessage", status=500)
+    assert deliver(runtime, ids["slack"]).retry_in is not None
+    with harness.sessions() as session:
+        detail = runs.run_detail(session, run_id)
+    assert detail is not None
+    gone, waiting = detail["deliveries"]
+    assert (gone["sink"], gone["type"], gone["phase"]) == ("gone", None, "Pending")
+    assert waiting["sink"] == "slack"
+    assert (waiting["type"], waiting["phase"], waiting["attempts"]) == ("slack", "Pending", 1)
+    assert waiting["error"] == "Slack internal_error (HTTP 500)"
+    assert waiting["nextAttemptAt"] is not None and waiting["reference"] is None
