@@ -130,7 +130,8 @@ def test_resolved_webhook_edits_the_parent_replies_once_and_expires_the_silence(
     assert (to_slack["sink"], to_slack["type"], to_slack["error"]) == ("slack", "slack", None)
     assert to_slack["reference"]["ts"] == parent["ts"]
     assert to_slack["reference"]["channel"] == "C0INCIDENTS"
-    assert to_slack["nextAttemptAt"] is None and to_slack["sentAt"] is not None
+    assert to_slack["nextAttemptAt"] is None
+    assert to_slack["sentAt"] is not None
 
     resolved = copy.deepcopy(firing)
     resolved["status"] = "resolved"

@@ -341,4 +341,5 @@ def test_the_run_document_shows_a_delivery_waiting_for_its_retry(
     assert waiting["sink"] == "slack"
     assert (waiting["type"], waiting["phase"], waiting["attempts"]) == ("slack", "Pending", 1)
     assert waiting["error"] == "Slack internal_error (HTTP 500)"
-    assert waiting["nextAttemptAt"] is not None and waiting["reference"] is None
+    assert waiting["nextAttemptAt"] is not None
+    assert waiting["reference"] is None
