@@ -123,6 +123,7 @@ class Reconciler:
             unresolved=unresolved,
             not_stored=not_stored or conflict,
             advisories=checks.advisories(resource) if resource.spec else (),
+            undeliverable=checks.undeliverable(resource) if invalid is None else None,
             counters=counters,
         )
         built = status.build(facts, previous_status, self._clock())

@@ -60,25 +60,40 @@ def _workflow_counters(session: Session, namespace: str, name: str) -> dict[str,
     }
 
 
-def _sink_counters(session: Session, name: str) -> dict[str, Any]:
-    # Deliveries carry the Sink's name only: Sink names are unique per cluster in
-    # practice, and the notifier resolves them in the run's namespace.
-    deliveries = models.SinkDelivery
+def _sink_counters(session: Session, namespace: str, name: str) -> dict[str, Any]:
+    deliveries, runs = models.SinkDelivery, models.WorkflowRun
+    # Deliveries name their Sink; the notifier finds it in the run's namespace.
+    ours = (
+        deliveries.sink_name == name,
+        deliveries.run_id == runs.id,
+        runs.namespace == namespace,
+    )
     sent, last_sent = session.execute(
-        sa.select(sa.func.count(deliveries.sent_at), sa.func.max(deliveries.sent_at)).where(
-            deliveries.sink_name == name
-        )
+        sa.select(sa.func.count(deliveries.sent_at), sa.func.max(deliveries.sent_at)).where(*ours)
     ).one()
+    # The latest attempt that told something about the endpoint: delivered, failed
+    # for good, or failed for now and waiting for its retry. Skipped deliveries
+    # (a false condition) and ones never tried say nothing about it.
     latest = session.execute(
-        sa.select(deliveries.error)
-        .where(deliveries.sink_name == name)
-        .order_by(deliveries.created_at.desc())
+        sa.select(deliveries.phase, deliveries.error)
+        .where(
+            *ours,
+            sa.or_(
+                deliveries.phase.in_(["Delivered", "Failed"]),
+                sa.and_(
+                    deliveries.phase == "Pending",
+                    deliveries.attempts > 0,
+                    deliveries.error.is_not(None),
+                ),
+            ),
+        )
+        .order_by(sa.func.coalesce(deliveries.updated_at, deliveries.created_at).desc())
         .limit(1)
     ).one_or_none()
     return {
         "messagesSent": int(sent),
         "lastSentTime": status.timestamp(last_sent),
-        "lastError": latest.error if latest else None,
+        "lastError": latest.error if latest is not None and latest.phase != "Delivered" else None,
     }
 
 
@@ -90,5 +105,5 @@ def counters(session: Session, resource: Resource) -> dict[str, Any]:
         found = _workflow_counters(session, resource.namespace, resource.name)
         return {"steps": len(resource.spec.get("steps") or []), **found}
     if resource.kind == SINK.name:
-        return _sink_counters(session, resource.name)
+        return _sink_counters(session, resource.namespace, resource.name)
     return {}

@@ -9,6 +9,7 @@ services handle a missing reference at run time anyway; it is reported in status
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -140,4 +141,55 @@ def unresolved(resource: Resource, exists: Exists, secret: SecretCheck) -> list[
         reason = secret(resource.namespace, str(ref["name"]), str(ref["key"]))
         if reason is not None:
             problems.append(Problem("SecretNotFound", f"{path}: {reason}"))
+    return problems
+
+
+# Config fields of each Sink type that the notifier calls as URLs.
+_SINK_URLS = {"slack": ("apiUrl",), "alertmanager": ("url",), "webhook": ("url",)}
+
+
+def _url_problem(field: str, value: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number, or out of range
+        return f"{field}: {exc}"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"{field}: {value!r} is not an http(s) URL with a host"
+    if port == 0:
+        return f"{field}: port 0 cannot be connected to"
+    if parts.username is not None or parts.password is not None:
+        # The spec is stored and shown in plain text, and the URL reaches logs.
+        return f"{field}: credentials in the URL; put them in a Secret (secretRef)"
+    if parts.fragment:
+        return f"{field}: a #fragment is never sent to the server"
+    return None
+
+
+def undeliverable(resource: Resource) -> list[Problem] | None:
+    """Why a Sink's type cannot deliver with this configuration; None for other kinds.
+
+    The schema has checked each field alone; these are what it cannot say: a URL
+    the HTTP client would call wrongly or leak, and the Slack ``apiUrl`` that
+    slack-sdk joins the method name to (``urljoin``: without the trailing slash
+    ``http://host/api`` + ``chat.postMessage`` is ``http://host/chat.postMessage``).
+    Whether its secret is readable is ``unresolved``'s (a reference).
+    """
+    if resource.kind != SINK.name:
+        return None
+    sink_type = str(resource.spec.get("type") or "")
+    config = resource.spec.get("config") or {}
+    problems: list[Problem] = []
+    for key in _SINK_URLS.get(sink_type, ()):
+        value = config.get(key)
+        if value is None:
+            continue
+        reason = _url_problem(f"spec.config.{key}", str(value))
+        if reason is None and sink_type == "slack" and not str(value).endswith("/"):
+            reason = (
+                f"spec.config.{key}: {value!r} must end with / (such as https://slack.com/api/): "
+                "the Web API method name is appended to it"
+            )
+        if reason is not None:
+            problems.append(Problem("CannotDeliver", reason + "."))
     return problems

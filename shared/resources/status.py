@@ -22,6 +22,8 @@ from shared.resources.fields import describe
 VALID = "Valid"
 RESOLVED = "Resolved"
 STORED = "Stored"
+# Sinks only: their type can deliver with this configuration (URLs it calls).
+DELIVERABLE = "Deliverable"
 READY = "Ready"
 # Reported beside the others without affecting Ready (a Source's caller check).
 AUTHENTICATED = "Authenticated"
@@ -30,7 +32,9 @@ AUTHENTICATED = "Authenticated"
 class ConditionSchema(ma.Schema):
     type = ma.fields.String(
         required=True,
-        metadata=describe("Valid, Resolved, Stored, Ready; Sources also Authenticated."),
+        metadata=describe(
+            "Valid, Resolved, Stored, Ready; Sources also Authenticated, Sinks Deliverable."
+        ),
     )
     status = ma.fields.String(
         required=True, validate=ma.validate.OneOf(["True", "False", "Unknown"])
@@ -62,7 +66,12 @@ class WorkflowStatusSchema(CommonStatusSchema):
 class SinkStatusSchema(CommonStatusSchema):
     lastSentTime = ma.fields.DateTime(metadata=describe("When the last message was sent."))
     messagesSent = ma.fields.Integer(metadata=describe("Messages sent so far."))
-    lastError = ma.fields.String(metadata=describe("Error of the last delivery, if it failed."))
+    lastError = ma.fields.String(
+        metadata=describe(
+            "Error of the Sink's latest delivery attempt when it failed (or waits to be "
+            "retried); empty once a delivery succeeds again."
+        ),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +106,8 @@ class Facts:
     # written but not served (a webhook path another Source also claims).
     not_stored: Problem | None = None
     advisories: Sequence[Advisory] = ()
+    # Sinks: why their type cannot deliver (empty: it can); None for other kinds.
+    undeliverable: Sequence[Problem] | None = None
     # Counters from the database, already named as in the status schema.
     counters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -127,7 +138,18 @@ def build(facts: Facts, previous: Mapping[str, Any] | None, now: dt.datetime) ->
         _condition(RESOLVED, unresolved, "Resolved", "All references resolve.", facts.generation),
         _condition(STORED, facts.not_stored, "Stored", "In use by the services.", facts.generation),
     ]
-    first_problem = facts.invalid or facts.not_stored or unresolved
+    undeliverable = _joined(facts.undeliverable or ())
+    if facts.undeliverable is not None:
+        conditions.append(
+            _condition(
+                DELIVERABLE,
+                undeliverable,
+                "Deliverable",
+                "The Sink's type can deliver with this configuration.",
+                facts.generation,
+            )
+        )
+    first_problem = facts.invalid or facts.not_stored or unresolved or undeliverable
     conditions.append(_condition(READY, first_problem, "Ready", "Ready.", facts.generation))
     for advisory in facts.advisories:
         conditions.append(

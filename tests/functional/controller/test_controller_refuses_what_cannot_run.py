@@ -88,3 +88,63 @@ def test_a_source_naming_a_missing_workflow_is_not_ready_until_it_exists(
     ).ready
     again = reconciler.apply("Source", "default", "am", source, generation=1, origin="test")
     assert again.ready is True
+
+
+def _slack(**config: Any) -> dict[str, Any]:
+    return {
+        "type": "slack",
+        "config": {"channel": "#incidents", "tokenSecretRef": {"name": "slack", "key": "token"}}
+        | config,
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            _slack(apiUrl="http://127.0.0.1:9091/api"),
+            "spec.config.apiUrl: 'http://127.0.0.1:9091/api' must end with / (such as "
+            "https://slack.com/api/): the Web API method name is appended to it.",
+        ),
+        (
+            {"type": "webhook", "config": {"url": "https://bot:hunter2@hooks.example/in"}},
+            "spec.config.url: credentials in the URL; put them in a Secret (secretRef).",
+        ),
+        (
+            {"type": "alertmanager", "config": {"url": "http://am.example:0"}},
+            "spec.config.url: port 0 cannot be connected to.",
+        ),
+    ],
+)
+def test_a_sink_whose_type_cannot_deliver_is_not_ready(
+    reconciler: Reconciler, tmp_path: Path, spec: dict[str, Any], message: str
+) -> None:
+    (tmp_path / "slack").mkdir()
+    (tmp_path / "slack" / "token").write_text("xoxb-1")
+    outcome = reconciler.apply("Sink", "default", "out", spec, generation=1, origin="test")
+    deliverable = condition(outcome.status, "Deliverable")
+    assert (outcome.ready, deliverable["status"]) == (False, "False")
+    assert (deliverable["reason"], deliverable["message"]) == ("CannotDeliver", message)
+    assert condition(outcome.status, "Ready")["message"] == message
+
+
+def test_a_sink_is_ready_when_its_secret_reads_and_its_urls_are_well_formed(
+    reconciler: Reconciler, tmp_path: Path
+) -> None:
+    spec = _slack(apiUrl="http://127.0.0.1:9091/api/")
+    missing = reconciler.apply("Sink", "default", "out", spec, generation=1, origin="test")
+    resolved = condition(missing.status, "Resolved")
+    assert (missing.ready, resolved["reason"]) == (False, "SecretNotFound")
+    (tmp_path / "slack").mkdir()
+    (tmp_path / "slack" / "token").write_text("  \n")
+    empty = reconciler.apply("Sink", "default", "out", spec, generation=1, origin="test")
+    assert empty.ready is False
+    assert "is empty" in condition(empty.status, "Resolved")["message"]
+    (tmp_path / "slack" / "token").write_text("xoxb-1")
+    ready = reconciler.apply("Sink", "default", "out", spec, generation=1, origin="test")
+    assert ready.ready is True
+    assert condition(ready.status, "Deliverable")["status"] == "True"
+    # Other kinds have no such condition.
+    workflow = {"steps": [{"name": "a", "type": "cli", "command": ["true"]}]}
+    other = reconciler.apply("Workflow", "default", "wf", workflow, generation=1, origin="t")
+    assert "Deliverable" not in [c["type"] for c in other.status["conditions"]]

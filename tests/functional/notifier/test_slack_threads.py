@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from notifierkit import SLACK_TOKEN, Harness, slack_sink
 
+from services.controller.reconciler import Reconciler
+from services.controller.secrets import folder_check
 from services.notifier import tasks
 from services.notifier.app import Runtime
 from shared import runs
@@ -343,3 +345,31 @@ def test_the_run_document_shows_a_delivery_waiting_for_its_retry(
     assert waiting["error"] == "Slack internal_error (HTTP 500)"
     assert waiting["nextAttemptAt"] is not None
     assert waiting["reference"] is None
+
+
+def test_the_sink_status_shows_the_error_of_its_latest_failed_delivery(
+    harness: Harness, slack: SlackAPI, runtime: Runtime
+) -> None:
+    """The controller's status of the Sink (``lastError``), from the deliveries."""
+    reconciler = Reconciler(harness.sessions, folder_check(harness.secrets_dir))
+    spec = slack_sink(slack.url)
+    harness.put_sink("slack", spec)
+
+    def status() -> dict[str, Any]:
+        return reconciler.apply("Sink", "default", "slack", spec, generation=1, origin="t").status
+
+    assert (status()["ready"], status()["lastError"]) == (True, None)
+    alert_id = harness.add_alert()
+    _, first = harness.add_finished_run(["slack"], alert_id)
+    slack.fail_next("chat.postMessage", error="channel_not_found")
+    deliver(runtime, first["slack"])
+    assert harness.delivery(first["slack"]).phase == "Failed"
+    assert status()["lastError"] == "Slack channel_not_found (HTTP 200)"
+    # The same name in another namespace is another Sink.
+    other = reconciler.apply("Sink", "elsewhere", "slack", spec, generation=1, origin="t")
+    assert other.status["lastError"] is None
+
+    _, second = harness.add_finished_run(["slack"], alert_id)
+    deliver(runtime, second["slack"])
+    assert harness.delivery(second["slack"]).phase == "Delivered"
+    assert (status()["lastError"], status()["messagesSent"]) == (None, 1)
