@@ -65,6 +65,10 @@ class IngestSettings:
     # and every step's output. Unset: the read API answers 403 (it shares a listener
     # with the webhooks, which AlertManager must reach). Read once at start-up.
     api_token_file: Path | None = None
+    # File holding the Slack app's signing secret, which verifies the button clicks
+    # Slack posts to /slack/interactions (Approve / Deny). Unset: that endpoint
+    # answers 403. Read once at start-up.
+    slack_signing_secret_file: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,6 +330,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             IngestSettings.resource_refresh_seconds,
         ),
         api_token_file=_read(env, "PF_API_TOKEN_FILE", Path, IngestSettings.api_token_file),
+        slack_signing_secret_file=_read(
+            env,
+            "PF_SLACK_SIGNING_SECRET_FILE",
+            Path,
+            IngestSettings.slack_signing_secret_file,
+        ),
     )
     outbox = OutboxSettings(
         relay_interval=_read(

@@ -14,12 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, current_app
 from prometheus_client import CollectorRegistry
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.ingest import api
+from services.ingest import api, interactions
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
-from services.ingest.tokens import load_api_token
+from services.ingest.tokens import load_api_token, load_slack_signing_secret
 from shared import outbox, queueing, secrets
 from shared.db.engines import checkpoint, make_engine, make_session_factory
 from shared.settings import Settings
@@ -41,6 +42,8 @@ class IngestState:
     metrics: IngestMetrics
     # Bearer token of the read API; None: PF_API_TOKEN_FILE is unset, the API is off.
     api_token: str | None = None
+    # Checks Slack's signature on /slack/interactions; None: the endpoint is off.
+    slack_verifier: SignatureVerifier | None = None
     published: outbox.PublishedMarks = dataclasses.field(default_factory=outbox.PublishedMarks)
     background: outbox.BackgroundPublisher | None = None
 
@@ -95,6 +98,7 @@ def create_app(
     multiprocess_metrics: bool = False,
 ) -> Flask:
     api_token = load_api_token(settings.ingest.api_token_file)
+    signing_secret = load_slack_signing_secret(settings.ingest.slack_signing_secret_file)
     app = Flask("punchingfist.ingest")
     app.config["MAX_CONTENT_LENGTH"] = settings.ingest.max_body_bytes
     engine = make_engine(settings.database)
@@ -129,6 +133,8 @@ def create_app(
         publisher=queueing.Publisher(celery, settings.broker.publish_backoff),
         metrics=IngestMetrics(registry),
         api_token=api_token,
+        slack_verifier=SignatureVerifier(signing_secret) if signing_secret else None,
     )
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(interactions.blueprint)
     return app

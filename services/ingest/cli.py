@@ -53,13 +53,18 @@ def serve(args: argparse.Namespace) -> int:
         parser_error = f"--workers must be at least 1, got {workers}"
         raise SystemExit(parser_error)
 
-    from services.ingest.tokens import load_api_token
+    from services.ingest.tokens import load_api_token, load_slack_signing_secret
 
     # Checked here, once, so that an unusable token file stops the command with its
     # message instead of failing every gunicorn worker's boot.
     if load_api_token(config.ingest.api_token_file) is None:
         log.warning(
             "read API disabled: /api/v1 answers 403 until PF_API_TOKEN_FILE names a token file"
+        )
+    if load_slack_signing_secret(config.ingest.slack_signing_secret_file) is None:
+        log.info(
+            "Slack interactions disabled: /slack/interactions answers 403 until "
+            "PF_SLACK_SIGNING_SECRET_FILE names the app's signing secret"
         )
 
     from shared.db import migrate

@@ -1,4 +1,5 @@
-"""The read API's bearer token, from the file PF_API_TOKEN_FILE names.
+"""Ingest's own secrets read from files: the read API's bearer token
+(PF_API_TOKEN_FILE) and the Slack signing secret (PF_SLACK_SIGNING_SECRET_FILE).
 
 Kept apart from ``app.py`` so that ``punchingfist ingest`` can check the file before
 gunicorn starts without importing Flask or prometheus_client there: the latter
@@ -12,15 +13,25 @@ from pathlib import Path
 from shared.errors import ConfigError
 
 
-def load_api_token(path: Path | None) -> str | None:
-    """The token, None when no file is configured; ConfigError if it cannot be used."""
+def _load(variable: str, path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"PF_API_TOKEN_FILE={str(path)!r}: cannot be read: {exc}") from exc
-    if not token:
-        # An empty token would let "Authorization: Bearer" with nothing after it pass.
-        raise ConfigError(f"PF_API_TOKEN_FILE={str(path)!r}: the file is empty")
-    return token
+        raise ConfigError(f"{variable}={str(path)!r}: cannot be read: {exc}") from exc
+    if not value:
+        # An empty token would let "Authorization: Bearer" with nothing after it
+        # pass; an empty signing secret would let anyone sign.
+        raise ConfigError(f"{variable}={str(path)!r}: the file is empty")
+    return value
+
+
+def load_api_token(path: Path | None) -> str | None:
+    """The token, None when no file is configured; ConfigError if it cannot be used."""
+    return _load("PF_API_TOKEN_FILE", path)
+
+
+def load_slack_signing_secret(path: Path | None) -> str | None:
+    """The signing secret, None when no file is configured; ConfigError if unusable."""
+    return _load("PF_SLACK_SIGNING_SECRET_FILE", path)

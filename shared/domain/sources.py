@@ -26,7 +26,7 @@ DEFAULT_MAX_WORKFLOW_STARTS = 100
 DEFAULT_WINDOW_SECONDS = 60
 MAX_PATH_LENGTH = 253
 # Prefixes ingest serves itself; a Source there would be shadowed by (or shadow) them.
-RESERVED_PATHS = ("/api", "/healthz", "/readyz", "/metrics")
+RESERVED_PATHS = ("/api", "/healthz", "/readyz", "/metrics", "/slack")
 AUTH_BEARER = "bearer"
 AUTH_NONE = "none"
 NO_AUTHENTICATION = (

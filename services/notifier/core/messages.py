@@ -11,6 +11,8 @@ One document per delivery, built from the run row, its context and its alert::
              resolvedAt}; {} for a run without an alert (schedule Sources)
     source   {name, namespace, context}
     sink     {name, type}
+    approval the pending approval of a run that waits for one (``WaitingApproval``):
+             {id, what, why, expiresAt}; {} otherwise
 
 Values from the alert are data: this module only copies them into the namespace,
 and the sandbox that reads them cannot execute anything.
@@ -27,6 +29,9 @@ from shared.domain.alerts import AlertStatus
 from shared.domain.runs import RunPhase
 
 RESOLVED = AlertStatus.RESOLVED
+# The run phase of a run paused for a human's approval (shared.domain.runs gains it
+# with the agent step's approvals; spelled here so that rendering works before).
+WAITING_APPROVAL = "WaitingApproval"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +48,8 @@ class RunFacts:
     message: str | None = None
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
+    # The pending approval the run waits for: {id, what, why, expiresAt}.
+    approval: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,4 +131,5 @@ def namespace(
         "alert": alert_doc,
         "source": dict(context.get("source") or {}),
         "sink": {"name": sink_name, "type": sink_type},
+        "approval": dict(run.approval or {}) if run.phase == WAITING_APPROVAL else {},
     }

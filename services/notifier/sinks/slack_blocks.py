@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.notifier import rendering
+from shared.domain import interactions
 from shared.errors import PermanentError
 
 # Slack's limits: 50 blocks per message, 3000 characters per section text.
@@ -29,7 +30,8 @@ DEFAULT_TEMPLATE = """\
 {%- set a = alert -%}
 {%- set title = a.name if a and a.name else run.workflow -%}
 {%- set state = "Resolved" if a and a.status == "resolved"
-      else ("Investigation failed" if run.phase == "Failed" else "Investigated") -%}
+      else ("Investigation failed" if run.phase == "Failed"
+      else ("Waiting for approval" if approval.id is defined else "Investigated")) -%}
 {%- set icon = ":white_check_mark:" if a and a.status == "resolved"
       else (":x:" if run.phase == "Failed" else ":rotating_light:") -%}
 {%- set labels = a.labels | default({}) if a else {} -%}
@@ -57,6 +59,11 @@ DEFAULT_TEMPLATE = """\
   {"type": "section", "text": {"type": "mrkdwn",
     "text": {{ ("*" ~ label ~ "*\\n" ~ (outputs[key] | string)) | truncate(2900) | tojson }}}}
   {%- endfor %}
+  {%- if approval.id is defined %},
+  {"type": "section", "text": {"type": "mrkdwn",
+    "text": {{ ("*Approval needed*\\n" ~ (approval.what | default("")) ~ "\\n_"
+               ~ (approval.why | default("")) ~ "_") | truncate(2900) | tojson }}}}
+  {%- endif %}
   {%- if run.error %},
   {"type": "section", "text": {"type": "mrkdwn",
     "text": {{ ("*Error*\\n```" ~ (run.error | truncate(2800)) ~ "```") | tojson }}}}
@@ -126,6 +133,7 @@ def render(
     alert = message.get("alert") or {}
     annotations = alert.get("annotations") or {}
     namespace = dict(escape(message))
+    namespace.setdefault("approval", {})
     namespace["mentions"] = mention_text(mentions) if message["run"].get("escalates") else ""
     namespace["links"] = {
         "generator": safe_link(alert.get("generatorURL")),
@@ -133,7 +141,17 @@ def render(
         "run": safe_link(message["run"].get("url")),
     }
     text = rendering.render(template or DEFAULT_TEMPLATE, namespace, where=where)
-    return {"blocks": blocks_from(text, where), "text": fallback_text(message)}
+    blocks = blocks_from(text, where)
+    approval = message.get("approval") or {}
+    if approval.get("id"):
+        # Whatever the template: a run waiting for approval gets the buttons, whose
+        # value is the approval id that /slack/interactions decides.
+        if len(blocks) >= MAX_BLOCKS:
+            blocks = blocks[: MAX_BLOCKS - 1]
+        blocks.append(
+            interactions.buttons(str(approval["id"]), str(escape(approval.get("what") or "")))
+        )
+    return {"blocks": blocks, "text": fallback_text(message)}
 
 
 def resolved_blocks(

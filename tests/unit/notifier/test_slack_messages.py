@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 
 from services.notifier.core import messages
 from services.notifier.sinks import slack_blocks
+from shared.domain import interactions
 from shared.errors import PermanentError
 
 
@@ -134,3 +136,51 @@ def test_resolved_banner_replaces_an_earlier_one() -> None:
 )
 def test_safe_link(url: str | None, expected: str | None) -> None:
     assert slack_blocks.safe_link(url) == expected
+
+
+APPROVAL = {
+    "id": "0b6c1c4e-8f5e-4f55-9a39-3c1a4f9f2a10",
+    "what": "delete pod shop/api-7 <!channel>",
+    "why": "it is stuck in CrashLoopBackOff",
+}
+
+
+@pytest.mark.parametrize("template", [None, "plain *text* template"])
+def test_a_run_waiting_for_approval_gets_approve_and_deny_buttons(template: str | None) -> None:
+    rendered = slack_blocks.render(
+        template, message(phase="WaitingApproval", approval=APPROVAL), [], "Sink slack"
+    )
+    actions = rendered["blocks"][-1]
+    assert actions["type"] == "actions"
+    approve, deny = actions["elements"]
+    assert (approve["action_id"], deny["action_id"]) == (
+        interactions.APPROVE_ACTION,
+        interactions.DENY_ACTION,
+    )
+    assert approve["value"] == deny["value"] == APPROVAL["id"]
+    # The confirmation shows the change, escaped: no mention from the request.
+    assert approve["confirm"]["text"]["text"] == "delete pod shop/api-7 &lt;!channel&gt;"
+    if template is None:
+        shown = texts({"blocks": rendered["blocks"][:-1]})
+        assert "Waiting for approval" in shown
+        assert "*Approval needed*\ndelete pod shop/api-7 &lt;!channel&gt;" in shown
+    # What the button sends back is what ingest reads as the decision.
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U0ALICE", "username": "alice"},
+        "actions": [{"action_id": deny["action_id"], "value": deny["value"]}],
+    }
+    [click] = interactions.parse(json.dumps(payload))
+    assert (str(click.approval_id), click.decision, click.by) == (
+        APPROVAL["id"],
+        "deny",
+        "slack:U0ALICE (alice)",
+    )
+
+
+def test_no_buttons_once_the_run_no_longer_waits() -> None:
+    rendered = slack_blocks.render(
+        None, message(phase="Succeeded", approval=APPROVAL), [], "Sink slack"
+    )
+    assert all(block["type"] != "actions" for block in rendered["blocks"])
+    assert "Approval needed" not in texts(rendered)
