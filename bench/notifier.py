@@ -3,7 +3,7 @@
 Run with ``make bench-notifier`` (or ``python bench/notifier.py --help``). For each
 database (SQLite file, PostgreSQL when reachable) it starts one
 ``punchingfist notifier`` worker (prefork, ``--concurrency``) on Redis and the Slack
-Web API stand-in (``tests/support/slack_api.py``) in this process, and measures:
+Web API stand-in (``services/standins/slack.py``) in this process, and measures:
 
 1. throughput: N finished runs, each with one Slack delivery for its own alert (a
    thread parent), written and published as the engine's last step does; the time
@@ -42,13 +42,13 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
+from services.standins.slack import TOKEN, SlackAPI  # noqa: E402
 from shared import settings as settings_module  # noqa: E402
 from shared.db import migrate, resources  # noqa: E402
 from shared.db.engines import make_engine, make_session_factory  # noqa: E402
 from shared.db.models import Alert, SinkDelivery, WorkflowRun, utcnow  # noqa: E402
 from shared.queueing import DELIVER, NOTIFIER_QUEUE, make_celery  # noqa: E402
 from shared.resources import schemas  # noqa: E402
-from tests.support.slack_api import TOKEN, SlackAPI  # noqa: E402
 
 REDIS_URL = os.environ.get("PF_BENCH_NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/11")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

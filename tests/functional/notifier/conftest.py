@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -13,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from notifierkit import REPO, SLACK_TOKEN, Harness, NotifierProcess, wait_for
+from notifierkit import REPO, SLACK_TOKEN, Harness, NotifierProcess, free_port, wait_for
 
 from services.notifier.app import Runtime, create_app, runtime_for
+from services.standins.slack import SlackAPI
 from shared.settings import Settings
-from tests.support.slack_api import SlackAPI
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -102,13 +101,6 @@ def sender(notifier_settings: Callable[..., Settings], redis_url: str) -> Iterat
     yield app
     if getattr(app, "pf_runtime", None) is not None:
         app.pf_runtime.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

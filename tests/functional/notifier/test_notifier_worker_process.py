@@ -15,8 +15,8 @@ import pytest
 from celery import Celery
 from notifierkit import Harness, NotifierProcess, slack_sink, wait_for
 
+from services.standins.slack import SlackAPI
 from shared.queueing import ALERT_RESOLVED, DELIVER, NOTIFIER_QUEUE
-from tests.support.slack_api import SlackAPI
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from notifierkit import REPO, SLACK_TOKEN, NotifierProcess, slack_sink, wait_for
 
+from services.standins.slack import SlackAPI
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.resources import schemas
@@ -27,7 +28,6 @@ from shared.settings import DatabaseSettings
 from tests.functional.engine.enginekit import WorkerProcess
 from tests.functional.ingest.conftest import load_fixture, source_spec
 from tests.functional.ingest.gunicorn import Ingest, ingest_env, running_ingest
-from tests.support.slack_api import SlackAPI
 
 pytestmark = [pytest.mark.alertmanager, pytest.mark.timeout(120)]
 

@@ -19,8 +19,8 @@ from services.controller.reconciler import Reconciler
 from services.controller.secrets import folder_check
 from services.notifier import tasks
 from services.notifier.app import Runtime
+from services.standins.slack import SlackAPI
 from shared import runs
-from tests.support.slack_api import SlackAPI
 
 
 def deliver(runtime: Runtime, delivery_id: uuid.UUID) -> tasks.Step:

@@ -1,4 +1,4 @@
-"""A local stand-in for the Slack Web API, for tests, the benchmark and compose.
+"""A local stand-in for the Slack Web API, for compose, the tests and the benchmark.
 
 It speaks the part of the Web API the notifier uses, as Slack does: methods under
 ``/api/<method>``, JSON or form bodies (or query strings for GET), the bot token in
@@ -20,8 +20,10 @@ which is the window in which a test kills the sender: Slack has posted the messa
 the sender has not recorded it.
 
 In-process: ``with SlackAPI(token="xoxb-test") as slack: slack.url`` (ends in /api/).
-As a process (compose, by hand): ``python -m tests.support.slack_api --port 9091``;
+As a process (compose, by hand): ``python -m services.standins.slack --bind
+127.0.0.1:9091`` (the bot token it accepts is ``--token``, default ``xoxb-test-token``);
 then ``GET /_test/messages`` lists what was posted and ``POST /_test/reset`` clears it.
+Point a Sink's ``apiUrl`` at ``http://HOST:PORT/api/``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-TOKEN = "xoxb-test-token"
+# The bot token the stand-in accepts by default: a development value, not a secret.
+TOKEN = "xoxb-test-token"  # noqa: S105
 DEFAULT_CHANNELS = {"incidents": "C0INCIDENTS", "ops": "C0000000OPS"}
 
 
@@ -89,7 +92,7 @@ class SlackAPI:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/"
+        return f"http://{host!s}:{port}/api/"
 
     def start(self) -> SlackAPI:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
