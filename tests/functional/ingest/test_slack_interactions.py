@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.functional.ingest.conftest import source_spec
-from tests.functional.ingest.gunicorn import Answer, Ingest, running_ingest
+from tests.functional.ingest.ingestserver import Answer, Ingest, running_ingest
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 

@@ -27,7 +27,7 @@ from shared.resources import schemas
 from shared.settings import DatabaseSettings
 from tests.functional.engine.enginekit import WorkerProcess
 from tests.functional.ingest.conftest import load_fixture, source_spec
-from tests.functional.ingest.gunicorn import Ingest, ingest_env, running_ingest
+from tests.functional.ingest.ingestserver import Ingest, ingest_env, running_ingest
 
 pytestmark = [pytest.mark.alertmanager, pytest.mark.timeout(120)]
 
