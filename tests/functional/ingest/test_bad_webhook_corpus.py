@@ -19,7 +19,7 @@ from shared.db.models import SourceEvent
 from shared.settings import DatabaseSettings
 from tests.functional.ingest.bad_webhooks import CASES, SOURCE_MATCHERS, Case
 from tests.functional.ingest.conftest import source_spec, table_counts
-from tests.functional.ingest.gunicorn import Ingest, running_ingest
+from tests.functional.ingest.ingestserver import Ingest, running_ingest
 
 
 def _check(ingest: Ingest, engine: sa.Engine, case: Case) -> list[str]:

@@ -23,7 +23,7 @@ from shared.domain import webhooks
 from shared.settings import DatabaseSettings
 from tests.functional.ingest.bad_webhooks import SOURCE_MATCHERS, alert, group
 from tests.functional.ingest.conftest import source_spec, table_counts
-from tests.functional.ingest.gunicorn import running_ingest
+from tests.functional.ingest.ingestserver import running_ingest
 
 
 @pytest.mark.redis

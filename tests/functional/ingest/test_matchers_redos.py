@@ -14,7 +14,7 @@ import pytest
 
 from tests.functional.ingest.bad_webhooks import alert, group
 from tests.functional.ingest.conftest import source_spec
-from tests.functional.ingest.gunicorn import running_ingest
+from tests.functional.ingest.ingestserver import running_ingest
 
 MATCHER = r'instance=~"([a-z0-9]+\.?)+:9100"'
 

@@ -20,7 +20,7 @@ import pytest
 from services.ingest.app import create_app
 from shared.errors import ConfigError
 from tests.functional.ingest.conftest import API_TOKEN, TOKEN, load_fixture, source_spec
-from tests.functional.ingest.gunicorn import ingest_env, running_ingest
+from tests.functional.ingest.ingestserver import ingest_env, running_ingest
 
 
 @pytest.mark.redis
