@@ -33,7 +33,7 @@ from services.engine.core.outcomes import Backoff
 from services.engine.steps import registries
 from services.engine.steps.local import DisabledRunner, LocalRunner
 from services.engine.store import Store
-from shared import kube, outbox, queueing
+from shared import kube, outbox, queueing, secrets
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
 from shared.domain.templates import Templates
@@ -89,6 +89,8 @@ class Runtime:
         self.publisher = queueing.Publisher(app, settings.broker.publish_backoff)
         self.backoff = Backoff(settings.engine.retry_backoff, settings.engine.retry_backoff_max)
         self.runners = runners if runners is not None else self._default_runners(settings)
+        # Built on first use: most Workflows name no secret.
+        self._secrets: secrets.CachedSecrets | None = None
         self.pid = os.getpid()
 
     @staticmethod
@@ -124,6 +126,17 @@ class Runtime:
                 run_as_user=engine.job_run_as_user,
             )
         return runners
+
+    def secret(self, namespace: str, name: str, key: str) -> str:
+        """A secretRef's value (agent steps' API keys), cached briefly (shared.secrets)."""
+        if self._secrets is None:
+            reader: secrets.SecretReader = (
+                secrets.KubernetesSecrets()
+                if self.settings.kubernetes_secrets
+                else secrets.folder_reader(self.settings.secrets_dir)
+            )
+            self._secrets = secrets.CachedSecrets(reader)
+        return self._secrets.get(namespace, name, key)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

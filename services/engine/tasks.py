@@ -160,6 +160,8 @@ def _step_context(runtime: Runtime, loaded: Loaded, attempt: int) -> registries.
         timeout=loaded.step.timeout_seconds or settings.default_step_timeout,
         output_limit=settings.output_limit_bytes,
         runners=runtime.runners,
+        settings=runtime.settings,
+        secrets=runtime.secret,
     )
 
 

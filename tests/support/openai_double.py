@@ -11,7 +11,8 @@ scripted model can read the tool results it was sent) returning one of:
 * ``status(503)`` — an HTTP error.
 
 When the script runs out, every further request gets 500 (a test that expected
-fewer turns fails loudly). ``requests`` keeps every body received.
+fewer turns fails loudly). ``requests`` keeps every body received, ``authorizations``
+the Authorization header of each.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class ScriptedModel:
     def __init__(self, script: Sequence[Step | dict[str, Any]]) -> None:
         self.script = list(script)
         self.requests: list[Body] = []
+        # The Authorization header of each request ("" without one), in order.
+        self.authorizations: list[str] = []
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
 
@@ -128,6 +131,8 @@ class ScriptedModel:
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
+                with model.lock:
+                    model.authorizations.append(self.headers.get("Authorization") or "")
                 reply = model._next(body)
                 if "status" in reply:
                     time.sleep(reply.get("delay", 0))
