@@ -17,7 +17,6 @@ the Authorization header of each.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
@@ -25,9 +24,10 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from services.standins import llm as llm_standin
+
 Body = dict[str, Any]
 Step = Callable[[Body], Any]
-_ids = itertools.count(1)
 
 
 def call(tool: str, /, **arguments: Any) -> dict[str, Any]:
@@ -80,30 +80,8 @@ class ScriptedModel:
 
     @staticmethod
     def completion(body: Body, reply: dict[str, Any]) -> Body:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.get("content")}
-        if reply.get("tool_calls"):
-            message["tool_calls"] = [
-                {
-                    "id": f"call_{next(_ids)}",
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                }
-                for name, arguments in reply["tool_calls"]
-            ]
-        return {
-            "id": f"chatcmpl-{next(_ids)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "scripted"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": "tool_calls" if reply.get("tool_calls") else "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        }
+        # The wire format is the compose stand-in's: one definition of the API's shape.
+        return llm_standin.completion(body, reply)
 
     def __enter__(self) -> ScriptedModel:
         model = self
