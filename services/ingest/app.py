@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.ingest import api
+from services.ingest import api, approvals
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
 from services.ingest.tokens import load_api_token
@@ -131,4 +131,5 @@ def create_app(
         api_token=api_token,
     )
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(approvals.blueprint)
     return app
