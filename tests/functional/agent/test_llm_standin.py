@@ -12,7 +12,7 @@ import harness
 import pytest
 
 from services.engine.agent import investigations, llm
-from tests.functional.ingest.gunicorn import free_port
+from tests.functional.ingest.ingestserver import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).parents[3]

@@ -26,7 +26,7 @@ from test_agent_steps import ANSWER, scenario
 
 from shared.queueing import RESUME_STEP
 from tests.functional.ingest.conftest import API_TOKEN
-from tests.functional.ingest.gunicorn import Ingest, running_ingest
+from tests.functional.ingest.ingestserver import Ingest, running_ingest
 from tests.support.openai_double import ScriptedModel, call
 from tests.support.scenario_cluster import Cluster
 from tests.support.waiting import wait_for
