@@ -27,6 +27,9 @@ START_WORKFLOW = "engine.start_workflow"
 # a 50-alert webhook. Args: [[run_id, ...]].
 START_WORKFLOWS = "engine.start_workflows"
 RUN_STEP = "engine.run_step"
+# An approval was decided or expired: make (or not) the change, finish the step and
+# go on with the run. Args: [approval_id]. Sent through the outbox by whoever decided.
+RESUME_STEP = "engine.resume_step"
 DELIVER = "notifier.deliver"
 # An alert with a Slack thread or a silence was resolved: edit the thread's parent,
 # reply when and how, expire the silence. Args: [alert_id]. Sent by ingest (through

@@ -133,6 +133,10 @@ class EngineSettings:
     # User id Job containers run as (runAsNonRoot is always set); 0 leaves it to the
     # image, which must then name a non-root user. 65532 is the usual "nonroot" uid.
     job_run_as_user: int = 65532
+    # Folder of the agent's own investigation templates (YAML, the format of
+    # services/engine/agent/templates/); a file named like a built-in replaces it.
+    # Unset: the built-in templates only.
+    agent_templates_dir: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -467,6 +471,7 @@ def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
         job_run_as_user=_read(
             env, "PF_ENGINE_JOB_RUN_AS_USER", _non_negative(int), d.job_run_as_user
         ),
+        agent_templates_dir=_read(env, "PF_AGENT_TEMPLATES_DIR", Path, d.agent_templates_dir),
     )
 
 

@@ -8,8 +8,8 @@ share the parent's database connections.
 
 The worker's main process also runs two housekeeping threads (``worker_ready``):
 the recovery pass, which re-drives steps whose worker died and runs whose chain
-message was lost, and the outbox relay, which publishes sink deliveries that could
-not be published right after commit.
+message was lost and expires approvals nobody decided in time, and the outbox relay,
+which publishes sink deliveries that could not be published right after commit.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from services.engine.core.outcomes import Backoff
 from services.engine.steps import registries
 from services.engine.steps.local import DisabledRunner, LocalRunner
 from services.engine.store import Store
-from shared import kube, outbox, queueing
+from shared import approvals, kube, outbox, queueing, secrets
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
 from shared.domain.templates import Templates
@@ -89,6 +89,8 @@ class Runtime:
         self.publisher = queueing.Publisher(app, settings.broker.publish_backoff)
         self.backoff = Backoff(settings.engine.retry_backoff, settings.engine.retry_backoff_max)
         self.runners = runners if runners is not None else self._default_runners(settings)
+        # Built on first use: most Workflows name no secret.
+        self._secrets: secrets.CachedSecrets | None = None
         self.pid = os.getpid()
 
     @staticmethod
@@ -124,6 +126,17 @@ class Runtime:
                 run_as_user=engine.job_run_as_user,
             )
         return runners
+
+    def secret(self, namespace: str, name: str, key: str) -> str:
+        """A secretRef's value (agent steps' API keys), cached briefly (shared.secrets)."""
+        if self._secrets is None:
+            reader: secrets.SecretReader = (
+                secrets.KubernetesSecrets()
+                if self.settings.kubernetes_secrets
+                else secrets.folder_reader(self.settings.secrets_dir)
+            )
+            self._secrets = secrets.CachedSecrets(reader)
+        return self._secrets.get(namespace, name, key)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -241,6 +254,11 @@ def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
         todo = runtime.store.release_abandoned(session, now, is_dead)
         todo += runtime.store.stalled(session, now, engine_settings.stall_seconds)
         starts = runtime.store.forgotten_starts(session, now, engine_settings.stall_seconds)
+        # Approvals nobody decided in time: denied by expiry (resume_step ends the run).
+        expired = approvals.expire(
+            session, now, outbox_lease_seconds=runtime.settings.outbox.lease_seconds
+        )
+    runtime.publish(expired)
     for run_id, index in todo:
         total = _total_steps(runtime, run_id)
         log.warning("re-driving run from step", extra={"run_id": str(run_id), "index": index})
@@ -250,7 +268,7 @@ def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
         # and arrives as well does nothing twice.
         log.warning("re-sending the start of a forgotten run", extra={"run_id": str(run_id)})
         runtime.app.send_task(queueing.START_WORKFLOW, args=[str(run_id)])
-    return len(todo) + len(starts)
+    return len(todo) + len(starts) + len(expired)
 
 
 def _total_steps(runtime: Runtime, run_id: uuid.UUID) -> int:

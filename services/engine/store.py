@@ -594,6 +594,16 @@ class Store:
             self._outbox_lease,
         )
 
+    def move_alert(
+        self,
+        session: Session,
+        alert_id: uuid.UUID,
+        target: alert_domain.AlertStatus,
+        now: dt.datetime,
+    ) -> None:
+        """The workflow moves the alert (a verified fix resolves it: ``auto_resolved``)."""
+        self._move_alert(session, alert_id, target, now, by_workflow=True)
+
     @staticmethod
     def _move_alert(
         session: Session,

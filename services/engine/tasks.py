@@ -26,14 +26,17 @@ from typing import Any
 
 from celery import Celery, Task
 
+from services.engine import approvals
 from services.engine.app import Runtime, is_dead, runtime_for, worker_id
 from services.engine.core import outcomes
-from services.engine.core.outcomes import Claim, Outcome
+from services.engine.core.outcomes import Claim, Finish, Outcome
 from services.engine.steps import registries
 from services.engine.store import Loaded
+from shared import approvals as approvals_shared
 from shared.db.models import utcnow
-from shared.domain.runs import RunPhase
-from shared.queueing import RUN_STEP, START_WORKFLOW, START_WORKFLOWS
+from shared.domain.alerts import AlertStatus
+from shared.domain.runs import RunPhase, StepPhase
+from shared.queueing import RESUME_STEP, RUN_STEP, START_WORKFLOW, START_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ def register(app: Celery) -> None:
     app.task(name=START_WORKFLOW, base=EngineTask, bind=True)(start_workflow)
     app.task(name=START_WORKFLOWS, base=EngineTask, bind=True)(start_workflows)
     app.task(name=RUN_STEP, base=EngineTask, bind=True)(run_step)
+    app.task(name=RESUME_STEP, base=EngineTask, bind=True)(resume_step)
 
 
 def start_workflows(task: EngineTask, run_ids: list[str]) -> None:
@@ -143,9 +147,106 @@ def run_step(task: EngineTask, run_id: str, index: int) -> None:
         assert executor is not None
         with _heartbeat(runtime, loaded.state.id, me, attempt):
             outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
+        if outcome.ok and outcome.output.get("pendingApproval"):
+            # A change waits for a human: the run pauses here and this chain ends;
+            # ``resume_step`` carries the run on once the approval is decided.
+            with runtime.transaction() as session:
+                approvals.pause(
+                    session, loaded, attempt=attempt, worker=me, output=outcome.output, now=utcnow()
+                )
+            task.stop_chain()
+            return
         with runtime.transaction() as session:
             result = _record(runtime, session, loaded, attempt=attempt, me=me, outcome=outcome)
     _after_commit(task, runtime, result)
+
+
+def resume_step(task: EngineTask, approval_id: str) -> None:
+    """An approval was decided or expired: make the change (or not), finish the step, go on."""
+    runtime = task.runtime
+    me = worker_id()
+    lease = runtime.settings.engine.lease_seconds
+    extra = {"approval_id": approval_id, "task_id": task.request.id}
+    try:
+        with runtime.transaction() as session:
+            resumed = approvals.begin(
+                session, runtime.store, uuid.UUID(approval_id), worker=me, now=utcnow(), lease=lease
+            )
+    except approvals.ResumeConflictError:
+        resumed = None
+    if resumed is None:
+        log.info("resume_step: nothing to do (decided before, or redelivered)", extra=extra)
+        return
+    loaded = resumed.loaded
+    happened = None
+    if resumed.approved:
+        from services.engine.steps.agent import tool_settings
+
+        workflow = loaded.workflow
+        with _heartbeat(runtime, loaded.state.id, me, loaded.state.attempts):
+            happened = approvals.apply_and_verify(
+                resumed.approval["request"],
+                tool_settings(workflow.runtime.tools, runtime.settings.engine.kubernetes_api_url),
+                actor=str(resumed.approval["requested_by"]),
+                approved_by=str(resumed.approval["decided_by"]),
+                verify_timeout=float(resumed.approval["verify_timeout_seconds"]),
+            )
+    output = approvals.result_after(resumed, happened)
+    outcome = Outcome(ok=True, output=output)
+    with runtime.transaction() as session:
+        now = utcnow()
+        if happened is not None:
+            status = (
+                approvals_shared.Status.EXECUTED
+                if happened["executed"]
+                else approvals_shared.Status.FAILED
+            )
+            approvals.finish_approval(session, resumed.approval["id"], status, happened, now)
+            if happened.get("verified") and loaded.alert_id is not None:
+                # The fix worked: the alert is resolved by the workflow.
+                runtime.store.move_alert(session, loaded.alert_id, AlertStatus.RESOLVED, now)
+        else:
+            approvals.finish_approval(
+                session,
+                resumed.approval["id"],
+                approvals_shared.Status(resumed.approval["status"]),
+                {},
+                now,
+            )
+        ended = None
+        if happened is None:
+            # Denied or expired: the run ends here, without the change, and its alert
+            # goes to a human (escalated) with the investigation's result.
+            ended = outcomes.Next(
+                step_phase=StepPhase.SUCCEEDED,
+                finish=Finish(RunPhase.SUCCEEDED, message=_not_made(resumed.approval)),
+            )
+        result = _record(
+            runtime,
+            session,
+            loaded,
+            attempt=loaded.state.attempts,
+            me=me,
+            outcome=outcome,
+            decision=ended,
+        )
+    if happened is None:
+        log.info("run goes on without the change", extra={**extra, "run_id": str(loaded.run_id)})
+    decision, tasks = result
+    if tasks is None:
+        log.warning("resume_step: lost the step's lease; result discarded", extra=extra)
+        return
+    runtime.publish(tasks)
+    total = loaded.workflow.steps[-1].index + 1
+    if decision.finish is None and loaded.step.index + 1 < total:
+        runtime.step_chain(str(loaded.run_id), loaded.step.index + 1, total).apply_async()
+
+
+def _not_made(approval: Any) -> str:
+    if approval["status"] == approvals_shared.Status.DENIED:
+        comment = f": {approval['comment']}" if approval["comment"] else ""
+        return f"not made: {approval['what']} was denied by {approval['decided_by']}{comment}"
+    return f"not made: nobody approved {approval['what']} in time"
 
 
 def _step_context(runtime: Runtime, loaded: Loaded, attempt: int) -> registries.StepContext:
@@ -160,6 +261,8 @@ def _step_context(runtime: Runtime, loaded: Loaded, attempt: int) -> registries.
         timeout=loaded.step.timeout_seconds or settings.default_step_timeout,
         output_limit=settings.output_limit_bytes,
         runners=runtime.runners,
+        settings=runtime.settings,
+        secrets=runtime.secret,
     )
 
 
@@ -175,8 +278,9 @@ def _record(
     me: str,
     outcome: Outcome,
     claimed: bool = True,
+    decision: outcomes.Next | None = None,
 ) -> _Result:
-    decision = outcomes.after_attempt(
+    decision = decision or outcomes.after_attempt(
         loaded.workflow,
         loaded.step,
         attempts=attempt,

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.ingest import api, interactions
+from services.ingest import api, approvals, interactions
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
 from services.ingest.tokens import load_api_token, load_slack_signing_secret
@@ -136,5 +136,6 @@ def create_app(
         slack_verifier=SignatureVerifier(signing_secret) if signing_secret else None,
     )
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(approvals.blueprint)
     app.register_blueprint(interactions.blueprint)
     return app

@@ -336,3 +336,43 @@ class AlertSinkState(Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class Approval(Base):
+    """A change to the cluster that an agent step wants and a human must allow first.
+
+    Written by the engine when the step pauses its run (``WaitingApproval``), decided
+    through ``shared.approvals.decide`` (the API, later Slack's buttons) or expired by
+    the engine's recovery pass. Status: pending -> approved | denied | expired; an
+    approved one -> executing (claimed by one engine worker, so the change is made
+    once) -> executed | failed.
+    """
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        sa.Index(None, "status", "expires_at"),
+        sa.Index(None, "run_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    step_index: Mapped[int]
+    step_name: Mapped[str] = mapped_column(sa.String(253))
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    # The remediation request ({action, kind, name, namespace, replicas, reason}) and
+    # a one-line description of it.
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    what: Mapped[str] = mapped_column(sa.Text)
+    # Who asked ("workflow ns/name run id step name") and why the policy wants a human.
+    requested_by: Mapped[str] = mapped_column(sa.Text)
+    why: Mapped[str] = mapped_column(sa.Text)
+    # Seconds the change may take to show a healthy workload.
+    verify_timeout_seconds: Mapped[float] = mapped_column(default=120.0)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    decided_by: Mapped[str | None] = mapped_column(sa.String(253))
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    # What happened once decided: the change, its verification, or why not.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

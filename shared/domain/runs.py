@@ -2,9 +2,11 @@
 
 A run is ``Pending -> Running -> Succeeded | Failed`` (or ``Skipped`` when a limit
 refused to start it); each step is ``Pending -> Running -> Succeeded | Failed |
-Skipped``. Ingest and the scheduler create Pending runs, the engine moves them on,
-the API and the controller report them: the words live here so that none of them
-spells a phase its own way.
+Skipped``. A step that wants a change to the cluster a human must allow first is
+``WaitingApproval``, and so is its run, until the approval is decided or expires
+(then ``Running`` again; no worker waits meanwhile). Ingest and the scheduler create
+Pending runs, the engine moves them on, the API and the controller report them: the
+words live here so that none of them spells a phase its own way.
 
 ``new_pending_run`` is the one way a run comes into being, whoever starts it (an
 alert through ingest, a cron tick through the scheduler). It returns plain values;
@@ -26,6 +28,8 @@ from shared.domain.alerts import IncomingAlert
 class RunPhase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    # Paused until a human approves or denies a step's change (shared.approvals).
+    WAITING_APPROVAL = "WaitingApproval"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     # Refused at start by a Workflow limit (or an unusable Workflow); never ran a step.
@@ -35,6 +39,7 @@ class RunPhase(enum.StrEnum):
 class StepPhase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    WAITING_APPROVAL = "WaitingApproval"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"

@@ -76,6 +76,9 @@ class Runtime:
     service_account_name: str | None = None
     automount_service_account_token: bool = False
     resources: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    # runtime.tools as normalized by the schema (agent steps build their tool settings
+    # from it: services/engine/steps/agent.py); empty when the Workflow gives none.
+    tools: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +118,7 @@ def from_spec(namespace: str, name: str, spec: Mapping[str, Any]) -> Workflow:
                 for kind, values in (runtime.get("resources") or {}).items()
                 if kind in ("requests", "limits") and values
             },
+            tools=dict(runtime.get("tools") or {}),
         ),
         steps=tuple(_step(index, raw) for index, raw in enumerate(spec["steps"])),
         outputs=tuple(Output(output["name"], output["value"]) for output in spec["outputs"]),

@@ -30,6 +30,9 @@ def env_name_not_reserved(name: str) -> None:
         )
 
 
+# The agent's tools (services/engine/tools/), as data: shared imports no service, and
+# a test checks that the two lists agree.
+AGENT_TOOLS = ("kubectl", "promql", "curl", "script", "remediate")
 STEP_NAME = ma.validate.Regexp(
     r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$",
     error="Must be lowercase letters, digits, '-' or '_', starting and ending alphanumeric.",
@@ -173,16 +176,39 @@ class CliStepSchema(StepSchema):
             yield Templated(("env", key), value)
 
 
+def _duration(default: str) -> ma.fields.String:
+    return ma.fields.String(
+        load_default=default,
+        validate=[
+            ma.validate.Length(max=32),
+            ma.validate.Regexp(durations.PATTERN, error=durations.MESSAGE),
+            _positive_duration,
+        ],
+    )
+
+
 class AgentStepSchema(StepSchema):
-    """An LLM investigation that calls tools (its executor arrives with the agent issue)."""
+    """An investigation that calls tools: a model's loop with ``runtime.llmConfig``,
+    the rule-based investigator without (``services/engine/steps/agent.py``)."""
 
     goal = ma.fields.String(required=True, validate=ma.validate.Length(min=1))
-    tools = ma.fields.List(ma.fields.String(), load_default=list)
+    # Tools offered to the step; none: every read-only tool. remediate only if named.
+    tools = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(AGENT_TOOLS)), load_default=list
+    )
     maxIterations = ma.fields.Integer(load_default=10, validate=ma.validate.Range(min=1, max=100))
     # Tools that change the cluster wait for a human unless this is false.
     approvalRequired = ma.fields.Boolean(load_default=True)
     # Extra instructions appended to the agent's system prompt.
     prompt = ma.fields.String()
+    # The investigation template to use instead of the one the alert's name chooses.
+    template = ma.fields.String(
+        validate=[ma.validate.Length(min=1, max=63), STEP_NAME],
+    )
+    # An undecided approval is denied after this long (a Go duration).
+    approvalTimeout = _duration("30m")
+    # After an approved change, how long its workload may take to become healthy.
+    verifyTimeout = _duration("2m")
 
     @staticmethod
     def templated(step: Mapping[str, Any]) -> Iterator[Templated]:

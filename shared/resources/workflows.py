@@ -25,6 +25,7 @@ from shared.domain import references, templates
 from shared.resources.fields import (
     NAME,
     NAME_LENGTH,
+    NAMESPACE,
     Polymorphic,
     SecretRefSchema,
     StrictSchema,
@@ -88,6 +89,113 @@ class ResourcesSchema(StrictSchema):
     limits = _resource_list("Limits of each step's Job, over the engine's defaults.")
 
 
+# Actions the remediation policy can allow (services/engine/core/remediation.ACTIONS;
+# kept here as data: shared imports no service).
+REMEDIATION_ACTIONS = ("restart-rollout", "delete-pod", "scale", "cordon")
+SCRIPT_NAME = ma.validate.Regexp(
+    r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$",
+    error="Must be lowercase letters, digits, '-' or '_', starting and ending alphanumeric.",
+)
+# Hosts curl may reach: a DNS name, an IP, or *.domain for its subdomains.
+CURL_HOST = ma.validate.Regexp(
+    r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$",
+    error="Must be a host name, an IP address, or *.domain for its subdomains.",
+)
+
+
+class PrometheusToolSchema(StrictSchema):
+    url = ma.fields.Url(
+        required=True,
+        require_tld=False,
+        schemes={"http", "https"},
+        metadata=describe("Base URL of the Prometheus the promql tool queries."),
+    )
+
+
+class CurlToolSchema(StrictSchema):
+    hosts = ma.fields.List(
+        ma.fields.String(validate=[ma.validate.Length(min=1, max=253), CURL_HOST]),
+        load_default=list,
+        validate=ma.validate.Length(max=64),
+        metadata=describe(
+            "Hosts the curl tool may reach (exact names or IPs, *.domain for subdomains); "
+            "none: curl is not offered."
+        ),
+    )
+
+
+class KubectlToolSchema(StrictSchema):
+    namespaces = ma.fields.List(
+        ma.fields.String(validate=[ma.validate.Length(min=1, max=63), NAMESPACE]),
+        load_default=list,
+        validate=ma.validate.Length(max=256),
+        metadata=describe("Namespaces kubectl may read; none: every namespace."),
+    )
+
+
+class ScriptToolSchema(StrictSchema):
+    name = ma.fields.String(
+        required=True,
+        validate=[ma.validate.Length(min=1, max=63), SCRIPT_NAME],
+        metadata=describe("Name the agent calls the script by."),
+    )
+    command = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1)),
+        required=True,
+        validate=ma.validate.Length(min=1, max=64),
+        metadata=describe("argv of the script; the agent's args are appended."),
+    )
+    timeoutSeconds = ma.fields.Float(
+        load_default=30.0,
+        validate=ma.validate.Range(min=0, min_inclusive=False, max=600),
+        metadata=describe("Seconds before the script's process group is killed."),
+    )
+
+
+class RemediationPolicySchema(StrictSchema):
+    actions = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(REMEDIATION_ACTIONS)),
+        validate=ma.validate.Length(max=len(REMEDIATION_ACTIONS)),
+        metadata=describe("Actions remediate may take; all four when absent."),
+    )
+    namespaces = ma.fields.List(
+        ma.fields.String(validate=[ma.validate.Length(min=1, max=63), NAMESPACE]),
+        load_default=list,
+        validate=ma.validate.Length(max=256),
+        metadata=describe("Namespaces remediate may change; none: any but kube-system."),
+    )
+    maxReplicas = ma.fields.Integer(
+        load_default=20,
+        validate=ma.validate.Range(min=1, max=1000),
+        metadata=describe("Most replicas a scale action may ask for."),
+    )
+
+
+class ToolsSchema(StrictSchema):
+    prometheus = ma.fields.Nested(
+        PrometheusToolSchema, metadata=describe("Prometheus for promql; none: not offered.")
+    )
+    curl = ma.fields.Nested(CurlToolSchema, metadata=describe("What curl may reach."))
+    kubectl = ma.fields.Nested(KubectlToolSchema, metadata=describe("What kubectl may read."))
+    scripts = ma.fields.List(
+        ma.fields.Nested(ScriptToolSchema),
+        load_default=list,
+        validate=ma.validate.Length(max=32),
+        metadata=describe("Scripts the agent may run by name (argv only, no shell)."),
+    )
+    remediation = ma.fields.Nested(
+        RemediationPolicySchema,
+        metadata=describe("What remediate may change (it is offered only to steps naming it)."),
+    )
+
+    @ma.validates("scripts")
+    def _unique_scripts(self, value: list[dict[str, Any]], **_: Any) -> None:
+        names = [script["name"] for script in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ma.ValidationError(f"Script names must be unique: {', '.join(twice)}.")
+
+
 class RuntimeSchema(StrictSchema):
     image = ma.fields.String(
         validate=ma.validate.Length(min=1, max=1024),
@@ -115,6 +223,13 @@ class RuntimeSchema(StrictSchema):
     resources = ma.fields.Nested(
         ResourcesSchema,
         metadata=describe("Requests and limits of the Jobs, over the engine's defaults."),
+    )
+    tools = ma.fields.Nested(
+        ToolsSchema,
+        metadata=describe(
+            "What the tools of agent steps may reach: Prometheus, curl hosts, kubectl "
+            "namespaces, named scripts and the remediation policy."
+        ),
     )
 
 

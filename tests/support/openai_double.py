@@ -11,12 +11,12 @@ scripted model can read the tool results it was sent) returning one of:
 * ``status(503)`` — an HTTP error.
 
 When the script runs out, every further request gets 500 (a test that expected
-fewer turns fails loudly). ``requests`` keeps every body received.
+fewer turns fails loudly). ``requests`` keeps every body received, ``authorizations``
+the Authorization header of each.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from services.standins import llm as llm_standin
+
 Body = dict[str, Any]
 Step = Callable[[Body], Any]
-_ids = itertools.count(1)
 
 
 def call(tool: str, /, **arguments: Any) -> dict[str, Any]:
@@ -58,6 +59,8 @@ class ScriptedModel:
     def __init__(self, script: Sequence[Step | dict[str, Any]]) -> None:
         self.script = list(script)
         self.requests: list[Body] = []
+        # The Authorization header of each request ("" without one), in order.
+        self.authorizations: list[str] = []
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
 
@@ -77,30 +80,8 @@ class ScriptedModel:
 
     @staticmethod
     def completion(body: Body, reply: dict[str, Any]) -> Body:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.get("content")}
-        if reply.get("tool_calls"):
-            message["tool_calls"] = [
-                {
-                    "id": f"call_{next(_ids)}",
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                }
-                for name, arguments in reply["tool_calls"]
-            ]
-        return {
-            "id": f"chatcmpl-{next(_ids)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "scripted"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": "tool_calls" if reply.get("tool_calls") else "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        }
+        # The wire format is the compose stand-in's: one definition of the API's shape.
+        return llm_standin.completion(body, reply)
 
     def __enter__(self) -> ScriptedModel:
         model = self
@@ -128,6 +109,8 @@ class ScriptedModel:
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
+                with model.lock:
+                    model.authorizations.append(self.headers.get("Authorization") or "")
                 reply = model._next(body)
                 if "status" in reply:
                     time.sleep(reply.get("delay", 0))

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from services.engine.steps import cli, conditional, registries
+from services.engine.steps import agent, cli, conditional, registries
 
-__all__ = ["cli", "conditional", "registries"]
+__all__ = ["agent", "cli", "conditional", "registries"]

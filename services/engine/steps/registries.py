@@ -3,8 +3,8 @@
 Executors are keyed by the CRD ``type`` string of ``shared.resources.steps``. The
 registry knows two sets: the *known* types (every schema, so a Workflow naming an
 unknown type is refused when it is loaded) and the types that have an executor. A
-known type without one (``agent`` until the agent issue lands) makes a run that
-reaches it fail with a "not available" error, instead of the Workflow being refused.
+known type without one (a type added to the schemas before its executor) makes a run
+that reaches it fail with a "not available" error, instead of the Workflow being refused.
 
 Registering the same type twice raises at import time: two executors for one type
 would make a run's behaviour depend on import order.
@@ -24,6 +24,7 @@ from shared.domain.templates import Templates
 from shared.domain.workflows import Step, Workflow
 from shared.errors import PermanentError, TemporaryError
 from shared.resources.steps import STEP_SCHEMAS
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class StepContext:
     timeout: float
     output_limit: int
     runners: Mapping[str, Runner]
+    # The process's settings and secret lookup (namespace, name, key) -> value, for
+    # executors that need more than the step (the agent: its tools' API URL, its
+    # templates folder, the model's API key).
+    settings: Settings | None = None
+    secrets: Callable[[str, str, str], str] | None = None
 
     def where(self, field: str | None = None) -> str:
         return f"step {self.step.name!r}" + (f" {field}" if field else "")

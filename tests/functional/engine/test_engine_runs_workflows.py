@@ -8,12 +8,16 @@ in test_engine_worker_process.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
-from enginekit import Harness, start_run
+from enginekit import Harness, inprocess_worker, start_run
 
+from services.engine.app import Runtime, create_app
+from services.engine.steps import cli, registries
 from shared.queueing import DELIVER
+from shared.settings import Settings
 
 
 def workflow(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -235,8 +239,15 @@ def test_permanent_errors_are_not_retried(harness: Harness, inproc: Celery) -> N
 
 
 def test_a_type_without_executor_fails_the_run_as_not_available(
-    harness: Harness, inproc: Celery
+    harness: Harness, engine_settings: Callable[..., Settings]
 ) -> None:
+    # An engine whose registry knows the agent type but has no executor for it (as
+    # before the agent landed, or a type added to the schemas ahead of its code).
+    registry = registries.StepRegistry()
+    registry.add(cli.CliExecutor())
+    settings = engine_settings()
+    app = create_app(settings)
+    app.pf_runtime = Runtime(settings, app, registry=registry)
     harness.put_workflow(
         workflow(
             {"name": "first", "type": "cli", "command": ["true"]},
@@ -244,8 +255,9 @@ def test_a_type_without_executor_fails_the_run_as_not_available(
         )
     )
     run_id = harness.add_run()
-    start_run(inproc, run_id)
-    run = harness.wait_finished(run_id)
+    with inprocess_worker(app):
+        start_run(app, run_id)
+        run = harness.wait_finished(run_id)
     assert run.phase == "Failed"
     assert "step type 'agent' is not available in this engine yet" in run.error
     assert [s.phase for s in harness.steps(run_id)] == ["Succeeded", "Failed"]

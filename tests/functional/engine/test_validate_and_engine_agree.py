@@ -183,18 +183,39 @@ def test_validate_and_the_engine_agree_on_every_workflow(harness: Harness, tmp_p
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_make_run_workflow_runs_through_the_engine(harness: Harness, inproc: Celery) -> None:
+def test_the_make_run_workflow_runs_through_the_engine(
+    harness: Harness, inproc: Celery, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A laptop without a cluster: no in-cluster environment, no kubeconfig.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     spec = example_workflows()["triage-basic"]
     harness.put_workflow(spec, name="triage-basic")
     run_id = harness.add_run(
-        "triage-basic", labels={"alertname": "Down", "severity": "critical", "pod": "web-1"}
+        "triage-basic",
+        labels={"alertname": "Down", "severity": "warning", "namespace": "shop", "pod": "web-1"},
     )
     start_run(inproc, run_id)
     run = harness.wait_finished(run_id)
     assert run.phase == "Succeeded", run.error
-    assert [(s.name, s.phase) for s in harness.steps(run_id)] == [
+    steps = harness.steps(run_id)
+    assert [(s.name, s.phase) for s in steps] == [
         ("record", "Succeeded"),
+        ("investigate", "Succeeded"),
         ("is-critical", "Succeeded"),
         ("escalate", "Succeeded"),
     ]
     assert run.outputs["received"].startswith(str(dt.datetime.now(dt.UTC).year))
+    # The investigation could check nothing, says so, and asks for a human: the
+    # conditional reads its output and runs the escalation of a mere warning.
+    result = steps[1].output
+    assert result["mode"] == "rules"
+    assert result["category"] == "unknown"
+    assert result["escalate"] is True
+    assert any("no Kubernetes cluster" in text for text in result["unchecked"]), result
+    assert result["toolCalls"][0]["tool"] == "kubectl"
+    assert result["toolCalls"][0]["status"] == "error"
+    assert len(result["toolCalls"]) == 1  # kubectl is not called again
+    assert result["goal"] == "Find out why Down fired."
+    assert run.outputs["category"] == "unknown"
+    assert steps[3].output["stdout"].startswith("a human should look now:")

@@ -56,8 +56,15 @@ spec:
 """
 
 
+API_TOKEN = "read-api-t0ken"
+
+
 def alerts(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=10) as answer:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/alerts",
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
         import json
 
         return len(json.loads(answer.read())["items"])
@@ -76,8 +83,11 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 def start_run(tmp_path: Path, config: Path, secrets: Path) -> tuple[list[str], dict[str, str]]:
     port = realserver.free_port()
+    api_token = tmp_path / "api-token"
+    api_token.write_text(API_TOKEN + "\n")
     env = realserver.env_for(
         tmp_path,
+        PF_API_TOKEN_FILE=str(api_token),
         PF_SECRETS_DIR=str(secrets),
         PF_RESOURCE_REFRESH_SECONDS="0.2",
         PF_CONTROLLER_POLL_INTERVAL="0.2",
@@ -153,7 +163,11 @@ def test_a_source_stored_without_authentication_is_not_served(tmp_path: Path) ->
         resources.upsert(session, "Source", "default", "legacy", {"type": "webhook", "config": {}})
     engine.dispose()
     port = realserver.free_port()
-    env = realserver.env_for(tmp_path, PF_SECRETS_DIR=str(tmp_path / "secrets"))
+    api_token = tmp_path / "api-token"
+    api_token.write_text(API_TOKEN + "\n")
+    env = realserver.env_for(
+        tmp_path, PF_SECRETS_DIR=str(tmp_path / "secrets"), PF_API_TOKEN_FILE=str(api_token)
+    )
     argv = ["ingest", "--bind", f"127.0.0.1:{port}"]
     with realserver.serving(argv, env, port, tmp_path / "ingest.log"):
         status, answer, _ = realserver.post(port, "/webhook/legacy", None)

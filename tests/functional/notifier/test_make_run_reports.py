@@ -90,7 +90,10 @@ def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
         )
         assert "== Punching Fist: KubePodCrashLooping (critical): run Succeeded ==" in report
         assert f"pod={pod}" in report
-        assert "steps      record Succeeded, is-critical Succeeded, escalate Succeeded" in report
+        assert (
+            "steps      record Succeeded, investigate Succeeded, is-critical Succeeded, "
+            "escalate Succeeded"
+        ) in report
     finally:
         os.killpg(child.pid, signal.SIGTERM)
         child.wait(30)

@@ -42,8 +42,9 @@ def test_make_run_set() -> None:
     assert config["authentication"]["secretRef"] == {"name": "alertmanager-webhook", "key": "token"}
     assert set(config["filters"]["severity"]) == {"critical", "warning"}
     workflow = by_name[("Workflow", source.spec["triggerWorkflow"])]
-    # Runs with what exists today: no agent steps.
-    assert {step["type"] for step in workflow.spec["steps"]} <= {"cli", "conditional"}
+    # Runs without a model or a cluster: agent steps use the rule-based investigator.
+    assert {step["type"] for step in workflow.spec["steps"]} == {"cli", "agent", "conditional"}
+    assert "llmConfig" not in workflow.spec["runtime"]
     token = EXAMPLES / "secrets" / "alertmanager-webhook" / "token"
     assert token.read_text().strip()
 

@@ -1,0 +1,179 @@
+"""Approvals: deciding whether a change an agent step wants may be made.
+
+An agent step whose change needs a human pauses its run (``WaitingApproval``) and
+leaves a pending row in ``approvals`` (written by the engine). Whoever decides, the
+ingest API today and the notifier's Slack buttons later, calls :func:`decide`; the
+engine's recovery pass calls :func:`expire` for the ones nobody decided in time.
+Each of them writes, in the caller's transaction, the decision and an outbox entry
+``engine.resume_step(approval_id)``; the engine then makes the change (approved) or
+ends the run without it (denied, expired). The caller publishes the returned entries
+after commit.
+
+Deciding is a compare-and-set on ``pending`` (and not yet expired): of two clicks,
+two API calls or a click racing the expiry, exactly one decides; the others get
+:class:`AlreadyDecidedError` saying who decided what. What this module must not do:
+touch the cluster or the run; the engine owns both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import uuid
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from shared import outbox
+from shared.db.models import Approval, WorkflowRun
+from shared.errors import PunchingFistError
+from shared.queueing import ENGINE_QUEUE, RESUME_STEP
+
+_APPROVALS = cast(sa.Table, Approval.__table__)
+_RUNS = cast(sa.Table, WorkflowRun.__table__)
+MAX_BY = 253
+MAX_COMMENT = 4000
+
+
+class Status(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    # Claimed by one engine worker; then executed or failed.
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+    FAILED = "failed"
+
+
+class Decision(enum.StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class ApprovalError(PunchingFistError):
+    """Base of what :func:`decide` refuses."""
+
+
+class ApprovalNotFoundError(ApprovalError):
+    pass
+
+
+class AlreadyDecidedError(ApprovalError):
+    """Someone decided first, or the approval expired."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decided:
+    approval: dict[str, Any]
+    tasks: list[outbox.PendingTask]
+
+
+def view(row: Any) -> dict[str, Any]:
+    """An approval as the API shows it."""
+    values = row._mapping
+    return {
+        "id": str(values["id"]),
+        "runId": str(values["run_id"]),
+        "step": values["step_name"],
+        "status": values["status"],
+        "what": values["what"],
+        "request": values["request"],
+        "requestedBy": values["requested_by"],
+        "why": values["why"],
+        "createdAt": _iso(values["created_at"]),
+        "expiresAt": _iso(values["expires_at"]),
+        "decidedAt": _iso(values["decided_at"]),
+        "decidedBy": values["decided_by"],
+        "comment": values["comment"],
+        "result": values["result"],
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def pending(session: Session, now: dt.datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Approvals waiting for a decision, oldest first."""
+    rows = session.execute(
+        sa.select(_APPROVALS)
+        .where(_APPROVALS.c.status == Status.PENDING, _APPROVALS.c.expires_at > now)
+        .order_by(_APPROVALS.c.created_at)
+        .limit(limit)
+    ).all()
+    return [view(row) for row in rows]
+
+
+def decide(  # noqa: PLR0917  one signature for the API and the Slack buttons
+    session: Session,
+    approval_id: uuid.UUID,
+    decision: Decision,
+    by: str,
+    comment: str,
+    now: dt.datetime,
+    *,
+    outbox_lease_seconds: float = 10.0,
+) -> Decided:
+    """Approve or deny a pending approval; raises ApprovalError when it is not pending."""
+    status = Status.APPROVED if decision is Decision.APPROVE else Status.DENIED
+    changed = session.execute(
+        sa.update(_APPROVALS)
+        .where(
+            _APPROVALS.c.id == approval_id,
+            _APPROVALS.c.status == Status.PENDING,
+            _APPROVALS.c.expires_at > now,
+        )
+        .values(
+            status=status,
+            decided_at=now,
+            decided_by=by[:MAX_BY],
+            comment=comment[:MAX_COMMENT] or None,
+        )
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        row = session.execute(sa.select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).first()
+        if row is None:
+            raise ApprovalNotFoundError(f"no approval {approval_id}")
+        if row.status == Status.PENDING:  # past its deadline; the engine's pass expires it
+            raise AlreadyDecidedError(f"approval {approval_id} expired at {_iso(row.expires_at)}")
+        who = f" by {row.decided_by}" if row.decided_by else ""
+        raise AlreadyDecidedError(
+            f"approval {approval_id} is already {row.status}{who} at {_iso(row.decided_at)}"
+        )
+    tasks = outbox.add(
+        session, [(RESUME_STEP, ENGINE_QUEUE, [str(approval_id)])], outbox_lease_seconds
+    )
+    row = session.execute(sa.select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).one()
+    return Decided(view(row), tasks)
+
+
+def expire(
+    session: Session, now: dt.datetime, *, outbox_lease_seconds: float = 10.0
+) -> list[outbox.PendingTask]:
+    """Pending approvals past ``expires_at`` become expired (a denial nobody made)."""
+    due = (
+        session.execute(
+            sa.select(_APPROVALS.c.id).where(
+                _APPROVALS.c.status == Status.PENDING, _APPROVALS.c.expires_at <= now
+            )
+        )
+        .scalars()
+        .all()
+    )
+    expired = []
+    for approval_id in due:
+        changed = session.execute(
+            sa.update(_APPROVALS)
+            .where(_APPROVALS.c.id == approval_id, _APPROVALS.c.status == Status.PENDING)
+            .values(status=Status.EXPIRED, decided_at=now, decided_by="expiry")
+        )
+        if changed.rowcount == 1:  # type: ignore[attr-defined]
+            expired.append(approval_id)
+    return outbox.add(
+        session,
+        [(RESUME_STEP, ENGINE_QUEUE, [str(approval_id)]) for approval_id in expired],
+        outbox_lease_seconds,
+    )

@@ -1,0 +1,70 @@
+"""The compose stand-in model (`python -m services.standins.llm`) as a process, driven by
+the real LangChain loop: it reads the cluster once and submits an honest non-answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import harness
+import pytest
+
+from services.engine.agent import investigations, llm
+from tests.functional.ingest.ingestserver import free_port
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).parents[3]
+
+
+@pytest.fixture
+def standin() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.standins.llm", "--bind", f"127.0.0.1:{port}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 20, "the stand-in model to listen")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_the_standin_reads_the_cluster_and_escalates(standin: str) -> None:
+    scenario = harness.load("crashloop")
+    with harness.served(scenario) as (cluster, _, settings):
+        result = investigations.run(
+            investigations.Investigation(
+                alert=scenario["alert"],
+                settings=settings,
+                tools=("kubectl",),
+                llm=llm.LLMConfig(provider="local", endpoint=standin, model="stand-in", retries=0),
+                timeout=30.0,
+            ),
+            breaker=llm.CircuitBreaker(),
+        )
+    assert result["mode"] == "llm"
+    assert result["category"] == "unknown"
+    assert result["escalate"] is True
+    assert "Stand-in model" in result["summary"]
+    assert [(c["tool"], c["arguments"], c["status"]) for c in result["toolCalls"]] == [
+        ("kubectl", {"verb": "get", "kind": "pod", "namespace": "shop"}, "ok")
+    ]
+    assert "web-7d9f-abcde" in result["findings"][0]["detail"]
+    assert any("/namespaces/shop/pods" in path for _, path in cluster.requests)
