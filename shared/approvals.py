@@ -2,7 +2,7 @@
 
 An agent step whose change needs a human pauses its run (``WaitingApproval``) and
 leaves a pending row in ``approvals`` (written by the engine). Whoever decides, the
-ingest API today and the notifier's Slack buttons later, calls :func:`decide`; the
+ingest API and the Slack buttons (ingest's ``/slack/interactions``), calls :func:`decide`; the
 engine's recovery pass calls :func:`expire` for the ones nobody decided in time.
 Each of them writes, in the caller's transaction, the decision and an outbox entry
 ``engine.resume_step(approval_id)``; the engine then makes the change (approved) or

@@ -6,7 +6,7 @@ signature is checked by slack-sdk's ``SignatureVerifier`` (constant-time compare
 timestamp within five minutes, so a captured request cannot be replayed later)
 before anything reads the body; a missing, forged or stale signature is a 401 and
 nothing is decided. The clicks (``shared.domain.interactions``) then go to the one
-approval function the approvals API calls too (``decide`` below).
+approval function the approvals API calls too (``shared.approvals.decide``).
 
 Slack shows the clicker an error for any answer but a 2xx within three seconds, so
 a click that cannot be decided (already decided, expired, unknown) is a 200 whose
@@ -16,7 +16,7 @@ JSON says why; the log says it too.
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import datetime as dt
 import logging
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import SignatureVerifier
 
-from shared import outbox
+from shared import approvals, outbox
 from shared.db.models import utcnow
 from shared.domain import interactions
-from shared.errors import PunchingFistError, ValidationError
+from shared.errors import ValidationError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -38,10 +38,6 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("slack_interactions", __name__)
 
 
-class ApprovalsUnavailableError(PunchingFistError):
-    """This build has no approvals (``shared.approvals``) to decide."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     ok: bool
@@ -49,24 +45,18 @@ class Outcome:
     tasks: list[outbox.PendingTask] = dataclasses.field(default_factory=list)
 
 
-def decide(session: Session, click: interactions.Click, now: Any, lease_seconds: float) -> Outcome:
-    """Approve or deny through ``shared.approvals.decide``, in the caller's transaction.
-
-    The interface between the Slack buttons and the approvals of the agent step:
-    ``shared.approvals`` arrives with that work, so it is looked up here rather than
-    imported, and its absence is an answer (``ApprovalsUnavailableError``), not an
-    import error that would stop ingest.
-    """
-    try:
-        approvals: Any = importlib.import_module("shared.approvals")
-    except ModuleNotFoundError as exc:
-        raise ApprovalsUnavailableError("approvals are not available in this build") from exc
+def decide(
+    session: Session, click: interactions.Click, now: dt.datetime, lease_seconds: float
+) -> Outcome:
+    """Approve or deny with ``shared.approvals.decide``, in the caller's transaction,
+    as ``POST /api/v1/approvals/<id>`` does; a refusal (unknown, already decided,
+    expired) is an Outcome that says why, not an error."""
     try:
         decided = approvals.decide(
             session,
             click.approval_id,
             approvals.Decision(click.decision),
-            click.by,
+            click.by[: approvals.MAX_BY],
             "decided in Slack",
             now,
             outbox_lease_seconds=lease_seconds,
@@ -117,20 +107,22 @@ def slack_interactions() -> tuple[Response, int]:
         return _answer(200, ok=True, decisions=[])
     decisions: list[dict[str, Any]] = []
     tasks: list[outbox.PendingTask] = []
-    try:
-        with ingest.sessions.begin() as session:
-            for click in clicks:
-                outcome = decide(session, click, utcnow(), ingest.settings.outbox.lease_seconds)
-                tasks.extend(outcome.tasks)
-                decisions.append(_decision(click, outcome))
-    except ApprovalsUnavailableError as exc:
-        log.warning("Slack interaction not decided", extra={"error": str(exc)})
-        decisions = [_decision(click, Outcome(False, str(exc))) for click in clicks]
-        return _answer(200, ok=False, decisions=decisions)
+    with ingest.sessions.begin() as session:
+        for click in clicks:
+            outcome = decide(session, click, utcnow(), ingest.settings.outbox.lease_seconds)
+            tasks.extend(outcome.tasks)
+            decisions.append(_decision(click, outcome))
     if tasks:
         ingest.publish(tasks)
     for decision in decisions:
-        log.info("Slack approval click", extra=decision)
+        # "message" is a LogRecord attribute: logging refuses it as an extra key.
+        log.info(
+            "Slack approval click",
+            extra={
+                **{k: v for k, v in decision.items() if k != "message"},
+                "outcome": decision["message"],
+            },
+        )
     return _answer(200, ok=all(d["ok"] for d in decisions), decisions=decisions)
 
 

@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 from services.notifier.core import deliveries, messages
 from services.notifier.core.deliveries import Phase
 from services.notifier.sinks.registries import AlertState, Target
-from shared.db.models import Alert, AlertSinkState, Resource, SinkDelivery, WorkflowRun
+from shared.db.models import (
+    Alert,
+    AlertSinkState,
+    Approval,
+    Resource,
+    SinkDelivery,
+    WorkflowRun,
+)
 from shared.domain import alerts as alert_domain
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,7 @@ _RUNS = cast(sa.Table, WorkflowRun.__table__)
 _ALERTS = cast(sa.Table, Alert.__table__)
 _STATES = cast(sa.Table, AlertSinkState.__table__)
 _RESOURCES = cast(sa.Table, Resource.__table__)
+_APPROVALS = cast(sa.Table, Approval.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +122,9 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
     if row.alert_id is not None:
         alert_row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == row.alert_id)).first()
         alert = _alert_facts(alert_row) if alert_row is not None else None
+    approval = None
+    if row.run_phase == messages.WAITING_APPROVAL:
+        approval = _pending_approval(session, row.run_id)
     run = messages.RunFacts(
         id=str(row.run_id),
         phase=row.run_phase,
@@ -125,6 +136,7 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
         message=row.run_message,
         started_at=row.started_at,
         completed_at=row.completed_at,
+        approval=approval,
     )
     return Loaded(
         id=row.id,
@@ -140,6 +152,24 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
         alert=alert,
         target=target_of(session, row.namespace, row.sink_name),
     )
+
+
+def _pending_approval(session: Session, run_id: uuid.UUID) -> dict[str, Any] | None:
+    """The approval a waiting run waits for, as the Slack buttons need it."""
+    row = session.execute(
+        sa.select(_APPROVALS.c.id, _APPROVALS.c.what, _APPROVALS.c.why, _APPROVALS.c.expires_at)
+        .where(_APPROVALS.c.run_id == run_id, _APPROVALS.c.status == "pending")
+        .order_by(_APPROVALS.c.created_at.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return {
+        "id": str(row.id),
+        "what": row.what,
+        "why": row.why,
+        "expiresAt": row.expires_at.isoformat() if row.expires_at else None,
+    }
 
 
 def _as_seen(loaded: Loaded) -> sa.ColumnElement[bool]:

@@ -29,9 +29,7 @@ from shared.domain.alerts import AlertStatus
 from shared.domain.runs import RunPhase
 
 RESOLVED = AlertStatus.RESOLVED
-# The run phase of a run paused for a human's approval (shared.domain.runs gains it
-# with the agent step's approvals; spelled here so that rendering works before).
-WAITING_APPROVAL = "WaitingApproval"
+WAITING_APPROVAL = RunPhase.WAITING_APPROVAL
 
 
 @dataclasses.dataclass(frozen=True)

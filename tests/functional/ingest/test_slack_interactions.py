@@ -7,6 +7,7 @@ Signatures are made as Slack makes them: ``v0=`` + HMAC-SHA256 of
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -18,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from shared.db.engines import make_engine
+from shared.db.models import Approval, WorkflowRun, utcnow
+from shared.settings import DatabaseSettings
 from tests.functional.ingest.conftest import source_spec
 from tests.functional.ingest.ingestserver import Answer, Ingest, running_ingest
 
@@ -73,19 +78,85 @@ def ingest(database_url: str, tmp_path: Path, redis_url: str) -> Iterator[Ingest
         yield server
 
 
-def test_a_signed_click_is_accepted_and_reaches_the_approval_function(ingest: Ingest) -> None:
-    approval = str(uuid.uuid4())
-    body = click(approval, "punchingfist_deny")
+def _pending_approval(database_url: str) -> uuid.UUID:
+    """A run waiting for approval and its pending approval, as the engine writes them."""
+    engine = make_engine(DatabaseSettings(url=database_url))
+    run_id, approval_id, now = uuid.uuid4(), uuid.uuid4(), utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(WorkflowRun.__table__).values(
+                id=run_id,
+                workflow_name="triage",
+                namespace="default",
+                trigger="alert",
+                phase="WaitingApproval",
+                input_context={},
+                context={},
+            )
+        )
+        conn.execute(
+            sa.insert(Approval.__table__).values(
+                id=approval_id,
+                run_id=run_id,
+                step_index=0,
+                step_name="fix",
+                status="pending",
+                request={"action": "delete_pod", "namespace": "prod", "name": "api-0"},
+                what="delete pod prod/api-0",
+                requested_by="agent",
+                why="stuck in CrashLoopBackOff",
+                created_at=now,
+                expires_at=now + dt.timedelta(minutes=10),
+            )
+        )
+    engine.dispose()
+    return approval_id
+
+
+def _approval(database_url: str, approval_id: uuid.UUID) -> Any:
+    engine = make_engine(DatabaseSettings(url=database_url))
+    with engine.connect() as conn:
+        table = Approval.__table__
+        row = conn.execute(sa.select(table).where(table.c.id == approval_id)).one()
+        resumes = conn.execute(
+            sa.text("SELECT count(*) FROM outbox WHERE task_name = 'engine.resume_step'")
+        ).scalar_one()
+    engine.dispose()
+    return row, resumes
+
+
+def test_a_signed_click_decides_the_approval_once(ingest: Ingest, database_url: str) -> None:
+    approval = _pending_approval(database_url)
+    body = click(str(approval), "punchingfist_approve")
     answer = post(ingest, body, sign(body, int(time.time())))
     assert answer.status == 200, answer.body
     [decision] = answer.body["decisions"]
-    assert (decision["approval"], decision["decision"]) == (approval, "deny")
-    assert decision["by"] == "slack:U0ALICE (alice)"
-    # No such approval (or, before the approvals arrive, no approvals at all): not
-    # decided, and said so to Slack with a 200 so that the clicker is not shown an error.
-    assert decision["ok"] is False
+    assert (decision["approval"], decision["decision"]) == (str(approval), "approve")
+    assert (decision["by"], decision["ok"]) == ("slack:U0ALICE (alice)", True)
+    row, resumes = _approval(database_url, approval)
+    assert (row.status, row.decided_by, row.comment) == (
+        "approved",
+        "slack:U0ALICE (alice)",
+        "decided in Slack",
+    )
+    assert resumes == 1  # the engine is told to make the change, through the outbox
+    # A second click (another person, or Slack retrying) decides nothing more, and
+    # is answered 200 so that the clicker is not shown an error.
+    deny = click(str(approval), "punchingfist_deny")
+    again = post(ingest, deny, sign(deny, int(time.time())))
+    assert again.status == 200
+    assert again.body["ok"] is False
+    assert again.body["decisions"][0]["ok"] is False
+    assert _approval(database_url, approval) == (row, 1)
+    assert "Slack approval click" in ingest.log()
+
+
+def test_a_click_for_an_unknown_approval_is_answered_not_decided(ingest: Ingest) -> None:
+    body = click(str(uuid.uuid4()), "punchingfist_deny")
+    answer = post(ingest, body, sign(body, int(time.time())))
+    assert answer.status == 200, answer.body
     assert answer.body["ok"] is False
-    assert "Slack approval click" in ingest.log() or "not decided" in ingest.log()
+    assert answer.body["decisions"][0]["decision"] == "deny"
 
 
 def test_an_interaction_that_is_not_a_click_of_ours_is_accepted_and_ignored(

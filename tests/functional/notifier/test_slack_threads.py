@@ -8,11 +8,13 @@ answer that never arrives).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from notifierkit import SLACK_TOKEN, Harness, slack_sink
 
 from services.controller.reconciler import Reconciler
@@ -21,6 +23,7 @@ from services.notifier import tasks
 from services.notifier.app import Runtime
 from services.standins.slack import SlackAPI
 from shared import runs
+from shared.db.models import Approval, utcnow
 
 
 def deliver(runtime: Runtime, delivery_id: uuid.UUID) -> tasks.Step:
@@ -373,3 +376,39 @@ def test_the_sink_status_shows_the_error_of_its_latest_failed_delivery(
     deliver(runtime, second["slack"])
     assert harness.delivery(second["slack"]).phase == "Delivered"
     assert (status()["lastError"], status()["messagesSent"]) == (None, 1)
+
+
+def test_a_run_waiting_for_approval_posts_approve_and_deny_buttons(
+    harness: Harness, slack: SlackAPI, runtime: Runtime
+) -> None:
+    harness.put_sink("slack", slack_sink(slack.url))
+    alert_id = harness.add_alert()
+    run_id, ids = harness.add_finished_run(["slack"], alert_id, phase="WaitingApproval")
+    approval_id = uuid.uuid4()
+    now = utcnow()
+    with harness.sessions.begin() as session:
+        session.execute(
+            sa.insert(Approval.__table__).values(
+                id=approval_id,
+                run_id=run_id,
+                step_index=0,
+                step_name="fix",
+                status="pending",
+                request={"action": "delete_pod"},
+                what="delete pod prod/web-1",
+                requested_by="agent",
+                why="OOMKilled in a loop",
+                created_at=now,
+                expires_at=now + dt.timedelta(minutes=10),
+            )
+        )
+    deliver(runtime, ids["slack"])
+    [parent] = slack.parents()
+    actions = parent["blocks"][-1]
+    assert actions["type"] == "actions"
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        ("punchingfist_approve", str(approval_id)),
+        ("punchingfist_deny", str(approval_id)),
+    ]
+    assert "delete pod prod/web-1" in block_text(parent)
+    assert "Waiting for approval" in block_text(parent)
