@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.engine import steps as _steps  # registers the step executors
 from services.engine.core.outcomes import Backoff
+from services.engine.runners import bases
+from services.engine.runners.local import DisabledRunner, LocalRunner
 from services.engine.steps import registries
-from services.engine.steps.local import DisabledRunner, LocalRunner
 from services.engine.store import Store
 from shared import kube, outbox, queueing
 from shared.db.engines import make_engine, make_session_factory
@@ -77,7 +78,7 @@ class Runtime:
         settings: Settings,
         app: Celery,
         registry: registries.StepRegistry | None = None,
-        runners: dict[str, registries.Runner] | None = None,
+        runners: dict[str, bases.Runner] | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -92,9 +93,9 @@ class Runtime:
         self.pid = os.getpid()
 
     @staticmethod
-    def _default_runners(settings: Settings) -> dict[str, registries.Runner]:
+    def _default_runners(settings: Settings) -> dict[str, bases.Runner]:
         engine = settings.engine
-        runners: dict[str, registries.Runner] = {
+        runners: dict[str, bases.Runner] = {
             "local": LocalRunner()
             if engine.local_runner
             else DisabledRunner(
@@ -106,8 +107,8 @@ class Runtime:
             return runners
         # Imported only now: the kubernetes client is about a third of the worker's
         # import time, which every worker start (and pool process) would pay.
-        from services.engine import kube as job_client
-        from services.engine.steps.kubernetes import JobRunner
+        from services.engine.runners import kube as job_client
+        from services.engine.runners.kubernetes import JobRunner
 
         # PF_ENGINE_KUBERNETES_API_URL, else in-cluster config, else kubeconfig; with
         # none of them, steps asking for runner: kubernetes fail as not configured.
