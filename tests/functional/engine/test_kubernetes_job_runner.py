@@ -18,11 +18,12 @@ from celery import Celery
 from enginekit import Harness, inprocess_worker, start_run
 from kubernetes.config import kube_config
 
-from services.engine.app import Runtime, create_app
+from services.engine.app import create_app
 from services.engine.runners import bases, kube
 from services.engine.runners.bases import CommandTimeoutError
 from services.engine.runners.kubernetes import JobRunner, job_manifest, job_name
 from services.engine.runners.local import LocalRunner
+from services.engine.runtime import Runtime
 from services.engine.steps import registries
 from services.engine.steps.cli import CliExecutor
 from shared.domain.templates import Templates
