@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest bench-engine migrate clean crds validate
+.PHONY: help install test lint format run bench-ingest bench-engine bench-notifier bench-agent eval migrate clean crds validate
 .PHONY: settings-doc flower
 
 help: ## list the targets
@@ -37,7 +37,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 run: $(STAMP) ## the whole pipeline on the embedded default (SQLite), on $PF_INGEST_BIND (127.0.0.1:8080)
-	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} $(BIN)/punchingfist run --config-dir examples
+	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} \
+	PF_API_TOKEN_FILE=$${PF_API_TOKEN_FILE:-examples/secrets/punchingfist-api/token} \
+	$(BIN)/punchingfist run --config-dir examples
 
 crds: $(STAMP) ## regenerate the CRD manifests in k8s/crds/ from shared/resources
 	$(BIN)/python -m shared.resources.crds k8s/crds
@@ -53,6 +55,12 @@ validate: $(STAMP) ## check resource files offline, one set at a time (make vali
 	@for set in $(or $(F),examples examples/cluster); do \
 	  $(BIN)/python -m services.controller.cli validate -f $$set || exit 1; done
 
+eval: $(STAMP) ## agent evals: recorded scenarios, rules (and PF_EVAL_LLM's model), with the score
+	$(BIN)/python -m pytest tests/evals -q
+
+bench-agent: $(STAMP) ## agent: each tool's latency against the API double, loop overhead per iteration
+	$(BIN)/python bench/agent.py
+
 migrate: $(STAMP) ## bring PF_DATABASE_URL to the newest schema
 	$(BIN)/punchingfist migrate
 
@@ -61,6 +69,9 @@ bench-ingest: $(STAMP) ## ingest throughput and latency vs a bare Flask endpoint
 
 bench-engine: $(STAMP) ## engine latency (alert -> first step at 100/s, 5 steps vs bare Celery chain) on Redis
 	$(BIN)/python bench/engine.py
+
+bench-notifier: $(STAMP) ## notifier deliveries/s and run-end -> Slack latency vs bare slack-sdk calls (local Slack stand-in, Redis)
+	$(BIN)/python bench/notifier.py
 
 clean: ## remove the venv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

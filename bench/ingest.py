@@ -34,7 +34,8 @@ from bench import loadgen  # noqa: E402
 
 TOKEN = "bench-token"
 FIXTURE = ROOT / "tests" / "fixtures" / "alertmanager" / "01-firing-single.json"
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# Emptied before each scenario: a database of its own (PF_BENCH_REDIS_URL to choose).
+REDIS_URL = os.environ.get("PF_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -361,10 +362,18 @@ def bench_million(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from services.ingest.app import create_app
     from shared.settings import from_env
 
+    token_file = workdir / "api-token"
+    token_file.write_text("bench-api-token")
     settings = from_env(
-        {"PF_DATABASE_URL": url, "PF_BROKER_URL": "memory://", "PF_VAR_DIR": str(workdir / "var")}
+        {
+            "PF_DATABASE_URL": url,
+            "PF_BROKER_URL": "memory://",
+            "PF_VAR_DIR": str(workdir / "var"),
+            "PF_API_TOKEN_FILE": str(token_file),
+        }
     )
     client = create_app(settings).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer bench-api-token"
     timings: dict[str, list[float]] = {}
     for name, query in [
         ("first page", "/api/v1/alerts?limit=50"),
@@ -492,7 +501,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="duration of each load run")
     parser.add_argument("--connections", type=int, default=8, help="closed-loop concurrency")
     parser.add_argument("--rate", type=float, default=300.0, help="open-loop webhooks per second")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="ingest worker processes")
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
     parser.add_argument(
         "--million", type=int, default=1_000_000, help="alerts for the size test (0 skips)"

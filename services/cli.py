@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "services.controller.cli",
     "services.ingest.cli",
     "services.engine.cli",
+    "services.notifier.cli",
 )
 
 # What `punchingfist run` starts, in order: (name, argv after `punchingfist`).
@@ -37,6 +38,7 @@ RUN_COMPONENTS: tuple[tuple[str, Sequence[str]], ...] = (
     ("ingest", ("ingest",)),
     ("engine", ("engine",)),
     ("scheduler", ("scheduler",)),
+    ("notifier", ("notifier",)),
 )
 
 

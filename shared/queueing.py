@@ -28,6 +28,10 @@ START_WORKFLOW = "engine.start_workflow"
 START_WORKFLOWS = "engine.start_workflows"
 RUN_STEP = "engine.run_step"
 DELIVER = "notifier.deliver"
+# An alert with a Slack thread or a silence was resolved: edit the thread's parent,
+# reply when and how, expire the silence. Args: [alert_id]. Sent by ingest (through
+# the outbox, in the transaction that records the resolution).
+ALERT_RESOLVED = "notifier.alert_resolved"
 
 TASK_ROUTES = {
     "engine.*": {"queue": ENGINE_QUEUE},

@@ -4,11 +4,16 @@ In a cluster the value comes from the Kubernetes Secret in the resource's namesp
 without one, from a folder laid out like a mounted Secret,
 ``$PF_SECRETS_DIR/<name>/<key>``. Values are cached briefly so that a rotation is
 picked up without a restart and a webhook storm does not hit the API server.
+
+Surrounding whitespace is dropped (``echo token > file`` adds a newline), and a value
+that is empty after that is refused with ``SecretError``: compared as a bearer token
+it would match an ``Authorization: Bearer`` header with nothing after it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +31,12 @@ class SecretReader(Protocol):
     def __call__(self, namespace: str, name: str, key: str) -> str: ...
 
 
+def _non_empty(value: str, what: str) -> str:
+    if not value:
+        raise SecretError(f"{what} is empty")
+    return value
+
+
 def folder_reader(root: Path) -> SecretReader:
     def read(namespace: str, name: str, key: str) -> str:
         if any(
@@ -34,7 +45,7 @@ def folder_reader(root: Path) -> SecretReader:
             raise SecretError(f"secretRef {name!r}/{key!r}: name and key must be plain file names")
         path = root / name / key
         try:
-            return path.read_text().strip()
+            return _non_empty(path.read_text().strip(), f"secret {name!r} key {key!r} at {path}")
         except FileNotFoundError as exc:
             raise SecretError(f"secret {name!r} key {key!r} not found at {path}") from exc
         except OSError as exc:
@@ -69,7 +80,11 @@ class KubernetesSecrets:
         data = secret.data or {}
         if key not in data:
             raise SecretError(f"secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key]).decode().strip()
+        try:
+            value = base64.b64decode(data[key] or "").decode().strip()
+        except (binascii.Error, ValueError) as exc:
+            raise SecretError(f"secret {namespace}/{name} key {key!r} is not UTF-8 text") from exc
+        return _non_empty(value, f"secret {namespace}/{name} key {key!r}")
 
     def close(self) -> None:
         kube.close(self._client)

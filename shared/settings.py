@@ -52,10 +52,19 @@ class IngestSettings:
     # Largest accepted webhook body, bytes. AlertManager sends about 1 KiB an alert;
     # 10 MiB leaves room for groups of thousands without inviting abuse.
     max_body_bytes: int = 10 * 1024 * 1024
-    # gunicorn sync workers; sync because SQLite serialises writers anyway.
+    # Worker processes, each running one request at a time (SQLite serialises
+    # writers anyway) while its event loop reads the next requests whole.
     workers: int = 2
+    # Seconds a client has, from connecting, to send its whole request (head and
+    # body); then it gets 408. AlertManager sends a webhook in milliseconds; 10 s
+    # leaves room for a slow link and bounds what a client trickling bytes can hold.
+    read_timeout: float = 10.0
     # Seconds a Source definition is cached before it is read again from the store.
     resource_refresh_seconds: float = 2.0
+    # File holding the bearer token of the read API (/api/v1/*): alerts, annotations
+    # and every step's output. Unset: the read API answers 403 (it shares a listener
+    # with the webhooks, which AlertManager must reach). Read once at start-up.
+    api_token_file: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +132,48 @@ class EngineSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class NotifierSettings:
+    # Pool processes per notifier worker. Deliveries wait on Slack and webhooks, so a
+    # few per CPU; each holds one database connection.
+    concurrency: int = 4
+    # "prefork" (processes; a killed one loses only its own delivery) or "solo".
+    # Not "threads": pybreaker holds a lock per breaker around each call, which
+    # would serialise every delivery to one Sink in a threaded worker.
+    pool: str = "prefork"
+    # Seconds an HTTP call to a Sink may take (connect + read). Slack answers in
+    # well under a second; 10 leaves room for a slow webhook receiver.
+    http_timeout: float = 10.0
+    # Attempts a delivery gets for temporary failures before it is Failed; with the
+    # backoff below, 8 attempts span about ten minutes of outage.
+    max_attempts: int = 8
+    # Seconds before the first retry of a temporary failure; doubles per attempt.
+    retry_backoff: float = 5.0
+    # Longest wait between retries, seconds.
+    retry_backoff_max: float = 300.0
+    # Longest Retry-After (seconds) waited inside the Slack call; a longer one sends
+    # the delivery back to the queue instead of holding a worker process.
+    rate_limit_wait_max: float = 5.0
+    # Seconds a claimed delivery belongs to its worker. Longer than the longest send
+    # (two HTTP calls plus the rate-limit wait); after it a recovery pass takes over.
+    lease_seconds: float = 60.0
+    # Seconds between recovery passes in each worker (abandoned claims, lost messages).
+    recovery_interval: float = 10.0
+    # Seconds a Pending delivery may sit unclaimed past its due time before a
+    # recovery pass sends it again (its message was lost). Longer than queueing delays.
+    stall_seconds: float = 120.0
+    # Consecutive temporary failures of one Sink that open its circuit breaker.
+    breaker_fail_max: int = 5
+    # Seconds an open breaker stays open before one trial delivery is let through.
+    breaker_reset_seconds: float = 60.0
+    # Redis URL where breaker state lives, shared by every notifier process; empty
+    # means the broker when it is Redis, else per-process memory (the embedded default).
+    breaker_redis_url: str = ""
+    # Base URL of the ingest API as people reach it, for links to a run in messages
+    # and silence comments; empty means http://<PF_INGEST_BIND>.
+    public_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class ControllerSettings:
     # Seconds between looks at --config-dir for changed files (file mode). Cheap (a
     # stat per file), and short so an edit is live before the next alert.
@@ -152,6 +203,20 @@ class ControllerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetentionSettings:
+    # Days finished records are kept: source events (raw bodies), resolved alerts,
+    # ended runs with their steps and deliveries, published outbox rows, schedule
+    # ticks. 30 covers a month of post-mortems; 0 keeps everything forever.
+    days: int = 30
+    # Seconds between retention passes (run by `punchingfist scheduler`); the first
+    # pass runs at start. Hourly keeps each pass small.
+    interval: float = 3600.0
+    # Rows deleted per transaction, so that a pass never holds SQLite's write lock
+    # (or PostgreSQL row locks) for long.
+    batch_size: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
     broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
@@ -159,6 +224,7 @@ class Settings:
     outbox: OutboxSettings = dataclasses.field(default_factory=OutboxSettings)
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
     controller: ControllerSettings = dataclasses.field(default_factory=ControllerSettings)
+    notifier: NotifierSettings = dataclasses.field(default_factory=NotifierSettings)
     # Folder laid out like mounted Secrets: <dir>/<secret name>/<key>.
     secrets_dir: Path = Path("secrets")
     # Read secrets from the Kubernetes API instead of secrets_dir.
@@ -172,6 +238,7 @@ class Settings:
     # Writable folder for local state: the embedded SQLite database and broker,
     # ingest's per-worker metrics files. The image sets /var/lib/punchingfist.
     var_dir: Path = DEFAULT_VAR_DIR
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
@@ -249,12 +316,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "PF_INGEST_MAX_BODY_BYTES", _positive(int), IngestSettings.max_body_bytes
         ),
         workers=_read(env, "PF_INGEST_WORKERS", _positive(int), IngestSettings.workers),
+        read_timeout=_read(
+            env, "PF_INGEST_READ_TIMEOUT", _positive(float), IngestSettings.read_timeout
+        ),
         resource_refresh_seconds=_read(
             env,
             "PF_RESOURCE_REFRESH_SECONDS",
             _non_negative(float),
             IngestSettings.resource_refresh_seconds,
         ),
+        api_token_file=_read(env, "PF_API_TOKEN_FILE", Path, IngestSettings.api_token_file),
     )
     outbox = OutboxSettings(
         relay_interval=_read(
@@ -267,6 +338,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     )
     engine = _engine_from_env(env)
     controller = _controller_from_env(env)
+    notifier = _notifier_from_env(env)
     config_dir = _read(env, "PF_CONFIG_DIR", Path, None)
     settings = Settings(
         database=database,
@@ -275,12 +347,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         outbox=outbox,
         engine=engine,
         controller=controller,
+        notifier=notifier,
         secrets_dir=_read(env, "PF_SECRETS_DIR", Path, Path("secrets")),
         kubernetes_secrets=_read(env, "PF_KUBERNETES_SECRETS", _boolean, False),
         config_dir=config_dir,
         log_level=_read(env, "PF_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=_read(env, "PF_LOG_FORMAT", _choice("json", "text"), "json"),
         var_dir=var_dir,
+        retention=_retention_from_env(env),
     )
     _check_urls(settings)
     return settings
@@ -305,6 +379,45 @@ def _controller_from_env(env: Mapping[str, str]) -> ControllerSettings:
         ),
         post_events=_read(env, "PF_CONTROLLER_POST_EVENTS", _boolean, d.post_events),
         watch_timeout=_read(env, "PF_CONTROLLER_WATCH_TIMEOUT", _positive(float), d.watch_timeout),
+    )
+
+
+def _base_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _notifier_from_env(env: Mapping[str, str]) -> NotifierSettings:
+    d = NotifierSettings
+    return NotifierSettings(
+        concurrency=_read(env, "PF_NOTIFIER_CONCURRENCY", _positive(int), d.concurrency),
+        pool=_read(env, "PF_NOTIFIER_POOL", _choice("prefork", "solo"), d.pool),
+        http_timeout=_read(env, "PF_NOTIFIER_HTTP_TIMEOUT", _positive(float), d.http_timeout),
+        max_attempts=_read(env, "PF_NOTIFIER_MAX_ATTEMPTS", _positive(int), d.max_attempts),
+        retry_backoff=_read(
+            env, "PF_NOTIFIER_RETRY_BACKOFF", _non_negative(float), d.retry_backoff
+        ),
+        retry_backoff_max=_read(
+            env, "PF_NOTIFIER_RETRY_BACKOFF_MAX", _non_negative(float), d.retry_backoff_max
+        ),
+        rate_limit_wait_max=_read(
+            env, "PF_NOTIFIER_RATE_LIMIT_WAIT_MAX", _non_negative(float), d.rate_limit_wait_max
+        ),
+        lease_seconds=_read(env, "PF_NOTIFIER_LEASE_SECONDS", _positive(float), d.lease_seconds),
+        recovery_interval=_read(
+            env, "PF_NOTIFIER_RECOVERY_INTERVAL", _positive(float), d.recovery_interval
+        ),
+        stall_seconds=_read(env, "PF_NOTIFIER_STALL_SECONDS", _positive(float), d.stall_seconds),
+        breaker_fail_max=_read(
+            env, "PF_NOTIFIER_BREAKER_FAIL_MAX", _positive(int), d.breaker_fail_max
+        ),
+        breaker_reset_seconds=_read(
+            env, "PF_NOTIFIER_BREAKER_RESET_SECONDS", _positive(float), d.breaker_reset_seconds
+        ),
+        breaker_redis_url=_read(env, "PF_NOTIFIER_BREAKER_REDIS_URL", str, d.breaker_redis_url),
+        public_url=_read(env, "PF_PUBLIC_URL", _base_url, d.public_url),
     )
 
 
@@ -376,3 +489,27 @@ def _check_urls(settings: Settings) -> None:
         raise ConfigError(
             f"PF_BROKER_URL={broker!r}: use redis://HOST:PORT/DB (or sqla+sqlite:///PATH, memory://)"
         )
+    notifier = settings.notifier
+    if notifier.breaker_redis_url and not notifier.breaker_redis_url.startswith(
+        ("redis://", "rediss://")
+    ):
+        raise ConfigError(
+            f"PF_NOTIFIER_BREAKER_REDIS_URL={notifier.breaker_redis_url!r}: use redis://HOST:PORT/DB"
+        )
+    # A send is at most two HTTP calls (one rate-limit retry) and the wait between
+    # them; a lease shorter than that would let a recovery pass resend a live send.
+    longest_send = 2 * notifier.http_timeout + notifier.rate_limit_wait_max
+    if notifier.lease_seconds <= longest_send:
+        raise ConfigError(
+            f"PF_NOTIFIER_LEASE_SECONDS={notifier.lease_seconds:g}: must exceed "
+            f"2 * PF_NOTIFIER_HTTP_TIMEOUT + PF_NOTIFIER_RATE_LIMIT_WAIT_MAX = {longest_send:g}"
+        )
+
+
+def _retention_from_env(env: Mapping[str, str]) -> RetentionSettings:
+    d = RetentionSettings
+    return RetentionSettings(
+        days=_read(env, "PF_RETENTION_DAYS", _non_negative(int), d.days),
+        interval=_read(env, "PF_RETENTION_INTERVAL", _positive(float), d.interval),
+        batch_size=_read(env, "PF_RETENTION_BATCH_SIZE", _positive(int), d.batch_size),
+    )

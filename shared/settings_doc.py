@@ -37,6 +37,8 @@ _SECTIONS = {
     "OutboxSettings": "Outbox",
     "EngineSettings": "Engine and scheduler",
     "ControllerSettings": "Controller",
+    "RetentionSettings": "Retention",
+    "NotifierSettings": "Notifier",
 }
 
 _PARSERS = {
@@ -48,6 +50,7 @@ _PARSERS = {
     "_positive(int)": "integer > 0",
     "_non_negative(float)": "number >= 0",
     "_non_negative(int)": "integer >= 0",
+    "_base_url": "http(s) URL",
 }
 
 

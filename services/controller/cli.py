@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import commands, settings
-from shared.resources import files
+from shared.resources import checks, files
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -24,17 +24,26 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"punchingfist validate: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     loaded = files.load_files(paths)
-    errors = loaded.errors + files.unresolved_references(loaded)
-    for error in errors:
+    problems = [*loaded.errors, *loaded.conflicts, *files.unresolved_references(loaded)]
+    for error in problems:
         print(error)
-    if errors:
-        wrong = {error.resource for error in errors}
+    warnings = 0
+    for resource in loaded.resources:
+        for advisory in checks.advisories(resource):
+            if advisory.problem is not None:
+                warnings += 1
+                print(f"warning  {resource}  ({resource.origin}): {advisory.problem.message}")
+    if problems:
+        wrong = {error.resource for error in problems}
         valid = [resource for resource in loaded.resources if str(resource) not in wrong]
-        print(f"{len(errors)} error(s); {len(valid)} resource(s) valid")
+        print(f"{len(problems)} error(s); {len(valid)} resource(s) valid")
         return 1
     for resource in loaded.resources:
         print(f"ok  {resource}  ({resource.origin})")
-    print(f"{len(loaded.resources)} resource(s) valid")
+    print(
+        f"{len(loaded.resources)} resource(s) valid"
+        + (f", {warnings} warning(s)" if warnings else "")
+    )
     return 0
 
 

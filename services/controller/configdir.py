@@ -17,10 +17,11 @@ import threading
 from pathlib import Path
 
 from services.controller import store
-from services.controller.reconciler import Reconciler
+from services.controller.reconciler import Outcome, Reconciler
 from shared.errors import ConfigError
 from shared.resources import files
-from shared.resources.schemas import SINK, SOURCE, WORKFLOW
+from shared.resources.schemas import SINK, SOURCE, WORKFLOW, Resource
+from shared.resources.status import AUTHENTICATED
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ConfigDirectory:
         self.directory = directory
         self._reconciler = reconciler
         self._last_ready: dict[tuple[str, str, str], bool] = {}
+        self._last_warnings: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
     def fingerprint(self) -> Fingerprint:
         entries = []
@@ -82,34 +84,60 @@ class ConfigDirectory:
             ):
                 report.removed += 1
                 self._last_ready.pop(resource.key, None)
+                self._last_warnings.pop(resource.key, None)
         # What is referred to first, so that references resolve in one pass.
-        for resource in sorted(loaded.resources, key=lambda r: _APPLY_ORDER.index(r.kind)):
-            outcome = self._reconciler.apply(
-                resource.kind,
-                resource.namespace,
-                resource.name,
-                resource.spec,
-                generation=resource.generation,
-                origin=resource.origin,
-            )
+        ordered = sorted(loaded.resources, key=lambda r: _APPLY_ORDER.index(r.kind))
+        by_key = {resource.key: resource for resource in ordered}
+        outcomes: dict[tuple[str, str, str], Outcome] = {}
+        partners: set[tuple[str, str, str]] = set()
+        for resource in ordered:
+            outcome = outcomes[resource.key] = self._apply(resource)
             report.applied += int(outcome.written)
+            partners.update(outcome.conflicts)
+        # A Source applied before the one that now shares its path was judged alone:
+        # judge it again so that both are reported in this pass, not at a refresh.
+        for key in partners:
+            if key in outcomes and outcomes[key].ready:
+                outcomes[key] = self._apply(by_key[key])
+        for key, outcome in outcomes.items():
+            self._report(key, outcome.status)
             if not outcome.ready:
-                report.not_ready.append(str(resource))
-            self._report(resource.key, outcome.status)
+                report.not_ready.append(str(by_key[key]))
         return report
 
+    def _apply(self, resource: Resource) -> Outcome:
+        return self._reconciler.apply(
+            resource.kind,
+            resource.namespace,
+            resource.name,
+            resource.spec,
+            generation=resource.generation,
+            origin=resource.origin,
+        )
+
     def _report(self, key: tuple[str, str, str], status: dict[str, object]) -> None:
+        conditions = status.get("conditions") or []
+        conditions = conditions if isinstance(conditions, list) else []
+        kind, namespace, name = key
+        extra: dict[str, object] = {"resource": f"{kind} {namespace}/{name}"}
+        warnings = tuple(
+            str(condition.get("message"))
+            for condition in conditions
+            if condition.get("type") == AUTHENTICATED and condition.get("status") == "False"
+        )
+        if warnings and self._last_warnings.get(key) != warnings:
+            log.warning(
+                "resource accepts unauthenticated webhooks", extra={**extra, "problem": warnings[0]}
+            )
+        self._last_warnings[key] = warnings
         ready = bool(status.get("ready"))
         if self._last_ready.get(key) == ready:
             return
         self._last_ready[key] = ready
-        kind, namespace, name = key
-        extra: dict[str, object] = {"resource": f"{kind} {namespace}/{name}"}
         if ready:
             log.info("resource ready", extra=extra)
             return
-        conditions = status.get("conditions") or []
-        for condition in conditions if isinstance(conditions, list) else []:
+        for condition in conditions:
             if condition.get("type") == "Ready":
                 extra.update(reason=condition.get("reason"), problem=condition.get("message"))
         log.warning("resource not ready", extra=extra)

@@ -8,6 +8,11 @@ this module orders them and does the I/O.
 An invalid spec never replaces a valid one: the last valid generation stays in use
 and the status says so, as a Deployment keeps its old pods when a new template
 cannot be scheduled.
+
+A valid Source is stored even when another Source claims its webhook path: ingest
+reads every stored Source and serves neither of two on one path, and both are
+reported not ready naming each other. Refusing the newcomer instead would let the
+first to arrive keep a path that an operator may have meant for the other.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class Outcome:
 
     status: dict[str, Any]
     written: bool
+    # Other Sources on this one's webhook path, as (kind, namespace, name): their
+    # own status changes too, and file mode re-applies them in the same pass.
+    conflicts: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -53,10 +61,11 @@ class Reconciler:
         self._sessions = sessions
         self._secret_check = secret_check
         self._clock = clock
-        # Checking that a webhook path is free and taking it must not interleave
-        # with another Source doing the same (kopf runs handlers in threads; on
-        # PostgreSQL the transaction alone would not serialize them). One active
-        # controller per cluster (peering) makes a process lock enough.
+        # Storing a Source and reading who else claims its path must not interleave
+        # with another Source doing the same, or two Sources written at once could
+        # each miss the other (kopf runs handlers in threads; on PostgreSQL the
+        # transaction alone would not serialize them). One active controller per
+        # cluster (peering) makes a process lock enough.
         self._paths = threading.Lock()
 
     def apply(
@@ -78,6 +87,8 @@ class Reconciler:
         except ValidationError as exc:
             invalid = status.Problem("Invalid", schemas.describe_errors(_flat(exc)))
             spec = None
+        conflict: status.Problem | None = None
+        claimants: list[tuple[str, str]] = []
         with self._paths, self._sessions.begin() as session:
             if spec is None:
                 current = db_resources.get_spec(session, kind, namespace, name)
@@ -93,9 +104,12 @@ class Reconciler:
                 resource = Resource(kind, namespace, name, current or {}, generation, origin)
             else:
                 resource = Resource(kind, namespace, name, spec, generation, origin)
-                not_stored = self._path_conflict(session, resource)
-                if not_stored is None:
-                    written = self._write(session, resource)
+                written = self._write(session, resource)
+            if resource.kind == SOURCE.name:
+                claims = checks.path_claims(store.stored(session, SOURCE.name))
+                path = checks.webhook_path(resource)
+                claimants = claims.get(path, []) if path is not None else []
+                conflict = checks.path_conflict(resource, claims)
         with self._sessions() as session:
             unresolved = (
                 checks.unresolved(resource, self._exists(session), self._secret_check)
@@ -107,11 +121,22 @@ class Reconciler:
             generation=generation,
             invalid=invalid,
             unresolved=unresolved,
-            not_stored=not_stored,
+            not_stored=not_stored or conflict,
+            advisories=checks.advisories(resource) if resource.spec else (),
             counters=counters,
         )
         built = status.build(facts, previous_status, self._clock())
-        return Outcome(built, written)
+        others = tuple(
+            (SOURCE.name, other_namespace, other_name)
+            for other_namespace, other_name in claimants
+            if (other_namespace, other_name) != (namespace, name)
+        )
+        if conflict is not None:
+            log.warning(
+                "webhook path conflict",
+                extra={"resource": str(resource), "problem": conflict.message},
+            )
+        return Outcome(built, written, others)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -129,16 +154,6 @@ class Reconciler:
     def stored(self) -> list[Resource]:
         with self._sessions() as session:
             return store.stored(session)
-
-    def _path_conflict(self, session: Session, resource: Resource) -> status.Problem | None:
-        if resource.kind != SOURCE.name:
-            return None
-        others = [
-            other
-            for other in store.stored(session, SOURCE.name)
-            if (other.namespace, other.name) != (resource.namespace, resource.name)
-        ]
-        return checks.path_conflict(resource, checks.path_holders(others))
 
     def _write(self, session: Session, resource: Resource) -> bool:
         current = db_resources.get_spec(session, resource.kind, resource.namespace, resource.name)

@@ -1,13 +1,17 @@
 """Does a secretRef resolve? Checked the way the services will read it.
 
-The controller only reports whether a referenced Secret key exists (a status
-condition); it never logs or stores the value. File mode looks in
+The controller only reports whether a referenced Secret key exists and holds
+something (a status condition); it never logs or stores the value. An empty or
+blank value is reported like a missing one: as a bearer token it would let anyone
+in, and ingest refuses it too. File mode looks in
 ``$PF_SECRETS_DIR/<name>/<key>`` like ``shared.secrets``; in a cluster the Secret is
 read through the API with the controller's own credentials.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,12 @@ def folder_check(root: Path) -> checks.SecretCheck:
         path = root / name / key
         if not path.is_file():
             return f"secret {name!r} key {key!r} not found at {path}"
+        try:
+            value = path.read_bytes()
+        except OSError as exc:
+            return f"secret {name!r} key {key!r} unreadable at {path}: {exc.strerror}"
+        if not value.strip():
+            return f"secret {name!r} key {key!r} at {path} is empty"
         return None
 
     return check
@@ -47,7 +57,7 @@ def kubernetes_check(api: Any) -> checks.SecretCheck:
     def check(namespace: str, name: str, key: str) -> str | None:
         try:
             with kube.translated(f"Secret {namespace}/{name} cannot be read"):
-                secret = api.read_namespaced_secret(name, namespace)
+                secret = api.read_namespaced_secret(name, namespace, _request_timeout=5)
         except kube.NotFoundError:
             return f"no Secret {namespace}/{name}"
         except kube.ApiTemporaryError as exc:
@@ -56,8 +66,15 @@ def kubernetes_check(api: Any) -> checks.SecretCheck:
             return str(exc)
         except kube.KubeError as exc:
             return str(exc)
-        if key not in (secret.data or {}):
+        data = secret.data or {}
+        if key not in data:
             return f"Secret {namespace}/{name} has no key {key!r}"
+        try:
+            value = base64.b64decode(data[key] or "")
+        except (binascii.Error, ValueError):
+            return f"Secret {namespace}/{name} key {key!r} is not valid base64"
+        if not value.strip():
+            return f"Secret {namespace}/{name} key {key!r} is empty"
         return None
 
     return check

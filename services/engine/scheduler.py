@@ -9,6 +9,9 @@ then treats the run like any other (limits, steps, sinks).
 
 The run's context has ``source`` (name, namespace, context) and ``schedule``
 (tick, cron, timezone); there is no ``alert``.
+
+The scheduler process also runs the retention pass (``shared.retention``) in a
+thread of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.engine.core import schedules
-from shared import outbox, queueing, units
+from shared import outbox, queueing, retention, units
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import ScheduleTick, WorkflowRun, utcnow
@@ -142,6 +145,8 @@ def run_forever(config: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Old finished records go in the same process, so that `punchingfist run` has it.
+    retention.start(engine, config.retention, stopped)
     log.info("scheduler running", extra={"interval": config.engine.scheduler_interval})
     while not stopped.wait(config.engine.scheduler_interval):
         try:

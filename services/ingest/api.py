@@ -2,7 +2,14 @@
 
 Views translate HTTP to calls on ``services.ingest.intake`` and the store and back.
 Bad input gets a 4xx that names the problem and writes nothing; business outcomes
-(everything filtered, duplicates) are 2xx, because AlertManager retries a 5xx.
+(everything filtered, duplicates, some alerts of a group refused) are 2xx, because
+AlertManager retries a 5xx, and retrying what fails the same way every time would
+hold the whole group back forever. 503 is kept for real unavailability (database
+connection lost, timeouts, a secret that cannot be read).
+
+The read API (``/api/v1``) shows alerts, annotations and every step's output on the
+listener AlertManager reaches, so it takes its own bearer token (PF_API_TOKEN_FILE)
+and is off without one.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ import base64
 import binascii
 import datetime as dt
 import hmac
-import json
 import logging
 import re
 import uuid
@@ -27,8 +33,14 @@ if TYPE_CHECKING:
     from services.ingest.app import IngestState
 from shared import runs as shared_runs
 from shared.db.models import Alert, AlertSourceEvent, SourceEvent
-from shared.domain.alerts import AlertStatus
-from shared.domain.webhooks import parse_notification
+from shared.domain.alerts import AlertStatus, Notification, RefusedAlert
+from shared.domain.webhooks import (
+    MAX_REFUSAL_DETAILS,
+    AllAlertsRefusedError,
+    MalformedBodyError,
+    load_json,
+    parse_notification,
+)
 from shared.errors import SecretError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -38,12 +50,17 @@ _ALERTS = cast(sa.Table, Alert.__table__)
 _EVENTS = cast(sa.Table, SourceEvent.__table__)
 _LINKS = cast(sa.Table, AlertSourceEvent.__table__)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}\Z")
+# A Kubernetes object name (DNS subdomain), as the Source schema requires; this also
+# keeps a NUL, which PostgreSQL refuses in any query, out of the query.
+_SOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 
 
 def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
-    return jsonify({"error": message, **extra}), status
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response, status
 
 
 @blueprint.app_errorhandler(HTTPException)
@@ -57,12 +74,54 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     return _error(status, messages.get(status, exc.description or exc.name))
 
 
-@blueprint.app_errorhandler(sa.exc.DBAPIError)
-def _database_error(exc: sa.exc.DBAPIError) -> tuple[Response, int]:
-    # Nothing was committed (the transaction rolled back); a 5xx makes AlertManager
-    # send the notification again, so the alerts are not lost.
-    log.error("database unavailable", extra={"error": str(exc.orig), "path": request.path})
-    return _error(503, "database unavailable; retry later")
+# Errors that say the database cannot be reached now, not that it refuses this data.
+_UNAVAILABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+)
+
+
+def _unavailable(exc: sa.exc.SQLAlchemyError) -> bool:
+    invalidated = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    return invalidated or isinstance(exc, _UNAVAILABLE)
+
+
+@blueprint.app_errorhandler(sa.exc.SQLAlchemyError)
+def _database_error(exc: sa.exc.SQLAlchemyError) -> tuple[Response, int]:
+    # Nothing was committed (the transaction rolled back).
+    cause = getattr(exc, "orig", None) or exc
+    if _unavailable(exc):
+        # A 5xx makes AlertManager send the notification again: nothing is lost.
+        log.error("database unavailable", extra={"error": str(cause), "path": request.path})
+        return _error(503, "database unavailable; retry later")
+    # The same request would fail the same way on every retry: say so, do not loop.
+    log.error(
+        "database refused the request's data",
+        extra={"error": str(cause), "kind": type(cause).__name__, "path": request.path},
+    )
+    return _error(
+        422, f"the database refused this request's data ({type(cause).__name__}); nothing stored"
+    )
+
+
+@blueprint.before_app_request
+def _read_api_token() -> tuple[Response, int] | None:
+    if not request.path.startswith("/api/"):
+        return None  # webhooks authenticate per Source; health and metrics stay open
+    expected = _state().api_token
+    if expected is None:
+        return _error(403, "the read API is disabled: start ingest with PF_API_TOKEN_FILE set")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
+        log.warning("read API request refused: bad or missing bearer token")
+        response, status = _error(401, "missing or wrong bearer token for the read API")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="punchingfist"'
+        return response, status
+    return None
 
 
 def _state() -> IngestState:
@@ -100,36 +159,28 @@ def receive_webhook(path: str) -> tuple[Response, int]:
         return _error(
             415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
         )
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        return _error(400, f"body is not valid JSON: {exc}")
-    try:
-        notification = parse_notification(body)
-    except ValidationError as exc:
-        return _error(422, str(exc), fields=exc.messages)
+    parsed = _parse_body(source.name)
+    if isinstance(parsed, Response):
+        return parsed, parsed.status_code
+    body, notification = parsed
     # While the broker is known to be down nobody publishes from the request, so the
     # relay may take the entries at once instead of waiting out a lease.
     publishing = ingest.publisher.available
-    result = intake.record(
-        ingest.engine,
-        source,
-        notification,
-        body,
-        lease_seconds=ingest.settings.outbox.lease_seconds if publishing else 0.0,
-    )
+    try:
+        result = intake.record(
+            ingest.engine,
+            source,
+            notification,
+            body,
+            lease_seconds=ingest.settings.outbox.lease_seconds if publishing else 0.0,
+        )
+    except (ValueError, UnicodeError) as exc:
+        # A driver refusing a value before the database sees it (psycopg2: NUL in a
+        # string) is not wrapped by SQLAlchemy. Validation should have caught it.
+        log.exception("webhook could not be stored", extra={"source": source.name})
+        return _error(422, f"this webhook's data cannot be stored: {exc}; nothing stored")
     published = ingest.publish(result.tasks)
-    metrics = ingest.metrics
-    metrics.received.labels(source.name).inc(result.received)
-    if result.filtered:
-        metrics.filtered.labels(source.name).inc(result.filtered)
-    if result.deduplicated:
-        metrics.deduplicated.labels(source.name).inc(result.deduplicated)
-    if result.workflows_started:
-        metrics.started.labels(source.name).inc(result.workflows_started)
-    if result.rate_limited:
-        metrics.rate_limited.labels(source.name).inc(result.rate_limited)
+    _count(source.name, notification, result)
     log.info(
         "webhook recorded",
         extra={
@@ -143,10 +194,64 @@ def receive_webhook(path: str) -> tuple[Response, int]:
             "resolved": result.resolved,
             "workflows_started": result.workflows_started,
             "rate_limited": result.rate_limited,
+            "refused": result.refused,
             "published": published,
         },
     )
-    return jsonify(result.as_json()), 200
+    answer = result.as_json()
+    # The first MAX_REFUSAL_DETAILS, as stored on the source event; "refused" is exact.
+    answer["refusals"] = [r.as_json() for r in notification.refused[:MAX_REFUSAL_DETAILS]]
+    return jsonify(answer), 200
+
+
+def _parse_body(source: str) -> tuple[Any, Notification] | Response:
+    """The body and its notification, or the 4xx answer that refuses the request."""
+    try:
+        body = load_json(request.get_data(cache=False))
+    except MalformedBodyError as exc:
+        return _error(400, str(exc))[0]
+    try:
+        return body, parse_notification(body)
+    except AllAlertsRefusedError as exc:
+        _count_refused(source, exc.refused)
+        _log_refused(source, exc.refused)
+        return _error(422, str(exc), fields=exc.messages, refused=len(exc.refused))[0]
+    except ValidationError as exc:
+        return _error(422, str(exc), fields=exc.messages)[0]
+
+
+def _count(source: str, notification: Notification, result: intake.IntakeResult) -> None:
+    metrics = _state().metrics
+    _count_refused(source, notification.refused)
+    if notification.refused:
+        _log_refused(source, notification.refused, event_id=str(result.event_id))
+    metrics.received.labels(source).inc(result.received)
+    if result.filtered:
+        metrics.filtered.labels(source).inc(result.filtered)
+    if result.deduplicated:
+        metrics.deduplicated.labels(source).inc(result.deduplicated)
+    if result.workflows_started:
+        metrics.started.labels(source).inc(result.workflows_started)
+    if result.rate_limited:
+        metrics.rate_limited.labels(source).inc(result.rate_limited)
+
+
+def _count_refused(source: str, refused: tuple[RefusedAlert, ...]) -> None:
+    counter = _state().metrics.refused
+    for refusal in refused:
+        counter.labels(source, refusal.code).inc()
+
+
+def _log_refused(source: str, refused: tuple[RefusedAlert, ...], **extra: str) -> None:
+    log.warning(
+        "webhook alerts refused",
+        extra={
+            "source": source,
+            "refused": len(refused),
+            "refusals": [refusal.as_json() for refusal in refused[:MAX_REFUSAL_DETAILS]],
+            **extra,
+        },
+    )
 
 
 @blueprint.get("/healthz")
@@ -216,9 +321,13 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     padded = cursor + "=" * (-len(cursor) % 4)
     try:
         stamp, _, alert_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-        return dt.datetime.fromisoformat(stamp), uuid.UUID(alert_id)
+        received_at, key = dt.datetime.fromisoformat(stamp), uuid.UUID(alert_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError("cursor is not one this API returned") from exc
+    if received_at.utcoffset() is None:
+        # Ours always carry an offset; a naive one cannot be compared with the column.
+        raise ValueError("cursor is not one this API returned (timestamp without offset)")
+    return received_at, key
 
 
 @blueprint.get("/api/v1/alerts")
@@ -238,6 +347,8 @@ def list_alerts() -> tuple[Response, int]:
         query = query.where(_ALERTS.c.fingerprint == fingerprint)
     source = args.get("source")
     if source is not None:
+        if not _SOURCE_NAME.match(source):
+            return _error(400, "source must be a Source name (lowercase letters, digits, '-.')")
         query = query.where(_ALERTS.c.source_name == source)
     try:
         limit = int(args.get("limit", DEFAULT_PAGE))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.ingest import api
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
+from services.ingest.tokens import load_api_token
 from shared import outbox, queueing, secrets
 from shared.db.engines import checkpoint, make_engine, make_session_factory
 from shared.settings import Settings
@@ -38,6 +39,8 @@ class IngestState:
     celery: Any
     publisher: queueing.Publisher
     metrics: IngestMetrics
+    # Bearer token of the read API; None: PF_API_TOKEN_FILE is unset, the API is off.
+    api_token: str | None = None
     published: outbox.PublishedMarks = dataclasses.field(default_factory=outbox.PublishedMarks)
     background: outbox.BackgroundPublisher | None = None
 
@@ -91,6 +94,7 @@ def create_app(
     secret_reader: secrets.SecretReader | None = None,
     multiprocess_metrics: bool = False,
 ) -> Flask:
+    api_token = load_api_token(settings.ingest.api_token_file)
     app = Flask("punchingfist.ingest")
     app.config["MAX_CONTENT_LENGTH"] = settings.ingest.max_body_bytes
     engine = make_engine(settings.database)
@@ -105,9 +109,11 @@ def create_app(
         )
     registry = None if multiprocess_metrics else CollectorRegistry()
     if multiprocess_metrics:
-        from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
+        # The Internal variant serves /metrics on the app itself, summed over the
+        # workers; the plain one served nothing there (GET /metrics was a 405).
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-        GunicornPrometheusMetrics(app, group_by="url_rule")
+        GunicornInternalPrometheusMetrics(app, group_by="url_rule")
     else:
         from prometheus_flask_exporter import PrometheusMetrics
 
@@ -122,6 +128,7 @@ def create_app(
         celery=celery,
         publisher=queueing.Publisher(celery, settings.broker.publish_backoff),
         metrics=IngestMetrics(registry),
+        api_token=api_token,
     )
     app.register_blueprint(api.blueprint)
     return app

@@ -1,9 +1,12 @@
-"""``punchingfist ingest``: the ingest API under gunicorn with sync workers.
+"""``punchingfist ingest``: the ingest API under gunicorn.
 
-Sync workers, because SQLite serialises writers anyway and gthread workers would
-only queue on its lock. The schema is migrated once in the master before workers
-fork; each worker runs an outbox relay thread so that work accepted while the broker
-was down is published when it is back.
+Workers are ``services.ingest.workers`` (gunicorn's threaded worker that reads each
+request whole in its event loop before one request thread runs it): a client that
+sends slowly holds a socket for at most ``PF_INGEST_READ_TIMEOUT`` seconds, never a
+worker. One request at a time per worker process, as with the sync workers before,
+because SQLite serialises writers anyway. The schema is migrated once in the master
+before workers fork; each worker runs an outbox relay thread so that work accepted
+while the broker was down is published when it is back.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "ingest",
-        help="the AlertManager webhook API (gunicorn, sync workers)",
+        help="the AlertManager webhook API (gunicorn)",
         description=(
             "Serve the ingest API: POST webhooks on each Source's path, the read API "
             "under /api/v1, /healthz, /readyz and /metrics."
@@ -37,7 +40,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="gunicorn worker processes (default: $PF_INGEST_WORKERS or 2)",
+        help="worker processes, one request at a time each (default: $PF_INGEST_WORKERS or 2)",
     )
     parser.set_defaults(handler=serve)
 
@@ -49,6 +52,15 @@ def serve(args: argparse.Namespace) -> int:
     if workers < 1:
         parser_error = f"--workers must be at least 1, got {workers}"
         raise SystemExit(parser_error)
+
+    from services.ingest.tokens import load_api_token
+
+    # Checked here, once, so that an unusable token file stops the command with its
+    # message instead of failing every gunicorn worker's boot.
+    if load_api_token(config.ingest.api_token_file) is None:
+        log.warning(
+            "read API disabled: /api/v1 answers 403 until PF_API_TOKEN_FILE names a token file"
+        )
 
     from shared.db import migrate
     from shared.db.engines import make_engine
@@ -66,11 +78,23 @@ def serve(args: argparse.Namespace) -> int:
 
     from gunicorn.app.base import BaseApplication
 
+    from services.ingest import workers as ingest_workers
+
+    worker_class = ingest_workers.worker_class(
+        read_timeout=config.ingest.read_timeout, max_body_bytes=config.ingest.max_body_bytes
+    )
+
     class IngestServer(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", [bind])
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "sync")
+            self.cfg.set("worker_class", worker_class)
+            # One request thread: the request path is written for one request at a
+            # time per process (the sync workers' model); the event loop does the
+            # waiting on clients.
+            self.cfg.set("threads", 1)
+            # Every request on a new connection, buffered whole before it runs.
+            self.cfg.set("keepalive", 0)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
             self.cfg.set("post_worker_init", _post_worker_init)
@@ -83,7 +107,10 @@ def serve(args: argparse.Namespace) -> int:
 
             return create_app(settings.from_env(), multiprocess_metrics=True)
 
-    log.info("ingest starting", extra={"bind": bind, "workers": workers})
+    log.info(
+        "ingest starting",
+        extra={"bind": bind, "workers": workers, "read_timeout": config.ingest.read_timeout},
+    )
     IngestServer().run()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -3,8 +3,13 @@
 One transaction stores the source event, new alert occurrences, the updates to known
 ones, a Pending workflow run for each new firing alert and an outbox entry for each
 run; only after it commits may the caller answer 2xx and publish. The dedup lookup is
-one indexed query for the whole notification, and each kind of row is written with
-one batched statement.
+one indexed query per ``_CHUNK`` alerts, and each kind of row is written with one
+batched statement.
+
+Nothing here may fail on the content of a notification: ``shared.domain.webhooks``
+has refused what the database cannot hold (NUL, lone surrogates, values longer than
+their column) and the stored body goes through ``webhooks.storable``. A database
+error is then an outage, which the API answers with 503 so that AlertManager retries.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -23,7 +28,9 @@ from shared.db.models import Alert, AlertSourceEvent, SourceEvent, WorkflowRun, 
 from shared.domain import runs as run_domain
 from shared.domain.alerts import AlertStatus, IncomingAlert, Notification, transition
 from shared.domain.sources import Source
+from shared.domain.webhooks import MAX_REFUSAL_DETAILS, storable
 
+T = TypeVar("T")
 _ALERTS = cast(sa.Table, Alert.__table__)
 _EVENTS = cast(sa.Table, SourceEvent.__table__)
 _LINKS = cast(sa.Table, AlertSourceEvent.__table__)
@@ -50,6 +57,9 @@ _MARK_SEEN = (
         times_seen=_ALERTS.c.times_seen + 1,
     )
 )
+# Alerts per dedup query and ids per update: bounded so that a group of thousands
+# stays under SQLite's limit of bound parameters per statement (32766).
+_CHUNK = 500
 _RECENT_RUNS = (
     sa.select(sa.func.count())
     .select_from(_RUNS)
@@ -69,6 +79,7 @@ class IntakeResult:
     resolved: int
     workflows_started: int
     rate_limited: int
+    refused: int
     run_ids: tuple[uuid.UUID, ...]
     alert_ids: tuple[uuid.UUID, ...]
     tasks: tuple[outbox.PendingTask, ...]
@@ -83,6 +94,7 @@ class IntakeResult:
             "resolved": self.resolved,
             "workflowsStarted": self.workflows_started,
             "rateLimited": self.rate_limited,
+            "refused": self.refused,
             "alerts": [str(alert_id) for alert_id in self.alert_ids],
             "runs": [str(run_id) for run_id in self.run_ids],
         }
@@ -160,20 +172,26 @@ def _record_once(
                 "source_name": source.name,
                 "source_namespace": source.namespace,
                 "source_type": source.type,
-                "event_data": dict(body),
+                "event_data": storable(dict(body)),
                 "workflow_triggered": source.trigger_workflow if runs else None,
-                "alerts_received": len(notification.alerts),
+                "alerts_received": notification.received,
                 "alerts_filtered": filtered,
                 "alerts_deduplicated": deduplicated,
                 "workflows_started": len(runs),
                 "workflows_rate_limited": rate_limited,
                 "received_at": now,
+                "alerts_refused": len(notification.refused),
+                "refusals": [
+                    storable(refusal.as_json())
+                    for refusal in notification.refused[:MAX_REFUSAL_DETAILS]
+                ]
+                or None,
             },
         )
         if new_rows:
             connection.execute(_INSERT_ALERTS, new_rows)
-        if seen_ids:
-            connection.execute(_MARK_SEEN, {"ids": seen_ids, "now": now})
+        for chunk in _chunks(seen_ids):
+            connection.execute(_MARK_SEEN, {"ids": chunk, "now": now})
         for alert_id, status, alert in resolve:
             change = transition(status, AlertStatus.RESOLVED, at=now)
             connection.execute(
@@ -199,13 +217,14 @@ def _record_once(
             )
     return IntakeResult(
         event_id=event_id,
-        received=len(notification.alerts),
+        received=notification.received,
         filtered=filtered,
         deduplicated=deduplicated,
         new=len(new_rows),
         resolved=len(resolve) + sum(1 for row in new_rows if row["status"] == "resolved"),
         workflows_started=len(runs),
         rate_limited=rate_limited,
+        refused=len(notification.refused),
         run_ids=tuple(run["id"] for run in runs),
         alert_ids=tuple(link["alert_id"] for link in links),
         tasks=tuple(tasks),
@@ -231,17 +250,22 @@ def _unique_occurrences(
 def _known_occurrences(
     connection: sa.Connection, source_name: str, alerts: Sequence[IncomingAlert]
 ) -> dict[tuple[str, dt.datetime], tuple[uuid.UUID, str]]:
-    if not alerts:
-        return {}
-    rows = connection.execute(
-        _KNOWN,
-        {
-            "source": source_name,
-            "fingerprints": list({alert.fingerprint for alert in alerts}),
-            "starts": list({alert.starts_at for alert in alerts}),
-        },
-    ).all()
-    return {(row.fingerprint, row.starts_at): (row.id, row.status) for row in rows}
+    known: dict[tuple[str, dt.datetime], tuple[uuid.UUID, str]] = {}
+    for chunk in _chunks(alerts):
+        rows = connection.execute(
+            _KNOWN,
+            {
+                "source": source_name,
+                "fingerprints": list({alert.fingerprint for alert in chunk}),
+                "starts": list({alert.starts_at for alert in chunk}),
+            },
+        ).all()
+        known.update({(row.fingerprint, row.starts_at): (row.id, row.status) for row in rows})
+    return known
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[start : start + _CHUNK] for start in range(0, len(items), _CHUNK)]
 
 
 def _starts_allowed(

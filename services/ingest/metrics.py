@@ -40,6 +40,13 @@ class IngestMetrics:
             labels,
             **kwargs,
         )
+        self.refused = Counter(
+            "punchingfist_alerts_refused",
+            "Alerts of a webhook that could not be recorded (the rest of the group was), "
+            "by reason: invalid, nul, surrogate, too_long.",
+            ["source", "reason"],
+            **kwargs,
+        )
         self.outbox_backlog = Gauge(
             "punchingfist_outbox_backlog",
             "Outbox entries not yet published to the broker.",

@@ -1,5 +1,7 @@
 """Notifier deployable: Celery workers on the ``notifier`` queue that deliver run results to Sinks.
 
-Arrives with the sinks issue; the queue, task name (``notifier.deliver``) and the
-``sink_deliveries`` table are already part of the store.
+``app.py`` wires the Celery app and the per-process runtime, ``tasks.py`` holds the
+adapters (``notifier.deliver``, ``notifier.alert_resolved``), ``store.py`` the
+claims and records in ``sink_deliveries`` and ``alert_sink_states``, ``core/`` the
+pure decisions and ``sinks/`` one implementation per Sink type in one registry.
 """

@@ -82,7 +82,11 @@ class SourceEvent(Base):
     """One request received by a Source, accepted or not."""
 
     __tablename__ = "source_events"
-    __table_args__ = (sa.Index(None, "source_name", "received_at"),)
+    __table_args__ = (
+        sa.Index(None, "source_name", "received_at"),
+        # The retention pass deletes by age across Sources.
+        sa.Index(None, "received_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
     source_name: Mapped[str] = mapped_column(sa.String(253))
@@ -96,6 +100,10 @@ class SourceEvent(Base):
     workflows_started: Mapped[int] = mapped_column(default=0)
     workflows_rate_limited: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Alerts of the request that could not be recorded (the others were), and why:
+    # [{index, field, code, reason}], at most shared.domain.webhooks.MAX_REFUSAL_DETAILS.
+    alerts_refused: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
+    refusals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
 
 
 class Alert(Base):
@@ -262,10 +270,20 @@ class OutboxEntry(Base):
 
 
 class SinkDelivery(Base):
-    """One notification of a run's result to one Sink."""
+    """One notification of a run's result to one Sink.
+
+    Phases: Pending (to send, or waiting for a retry), Delivered, Failed, Skipped
+    (the Sink's condition was false). The notifier claims a delivery (``worker``,
+    ``lease_until``) before it sends and records the answer after, so that a
+    redelivered message finds it claimed or done and sends nothing.
+    """
 
     __tablename__ = "sink_deliveries"
-    __table_args__ = (sa.UniqueConstraint("run_id", "sink_name"),)
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "sink_name"),
+        # The notifier's recovery pass looks for Pending deliveries past their time.
+        sa.Index(None, "phase", "next_attempt_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
     run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflow_runs.id", ondelete="CASCADE"))
@@ -277,3 +295,44 @@ class SinkDelivery(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # The claim: who is sending it now ("host:pid") and until when that holds.
+    worker: Mapped[str | None] = mapped_column(sa.String(255))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # Not before: when a retry (or a wait for an open circuit breaker) is due.
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class AlertSinkState(Base):
+    """What one Sink left behind for one alert occurrence.
+
+    The Slack thread it started (channel id and the parent's ``ts``: later messages
+    about the alert are replies in it) and the AlertManager silence it created; both
+    are undone or updated when the alert resolves. One row per (alert, Sink) rather
+    than columns on ``alerts``, so that two Sinks of one alert never overwrite each
+    other. ``parent_delivery_id`` is the claim on posting the parent: the one
+    delivery that holds it posts, the others wait for ``thread_ts``.
+    """
+
+    __tablename__ = "alert_sink_states"
+
+    alert_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    sink_name: Mapped[str] = mapped_column(sa.String(253), primary_key=True)
+    # Where the Sink resource lives (the namespace of the run that used it).
+    sink_namespace: Mapped[str] = mapped_column(sa.String(253), default="default")
+    channel: Mapped[str | None] = mapped_column(sa.String(64))
+    thread_ts: Mapped[str | None] = mapped_column(sa.String(32))
+    parent_delivery_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    silence_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # Resolution handling (notifier.alert_resolved): its claim, what is done so far
+    # ({"updated": true, "replyTs": ..., "expired": true}) and when it finished.
+    worker: Mapped[str | None] = mapped_column(sa.String(255))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    resolution_attempts: Mapped[int] = mapped_column(default=0)
+    resolution_error: Mapped[str | None] = mapped_column(sa.Text)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

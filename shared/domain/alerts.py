@@ -115,8 +115,31 @@ class IncomingAlert:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefusedAlert:
+    """An alert of a notification that cannot be recorded; the others still are.
+
+    ``code`` is a small fixed vocabulary (the metric's ``reason`` label): ``invalid``
+    (breaks the webhook schema), ``nul`` (a NUL character), ``surrogate`` (a lone
+    UTF-16 surrogate, not Unicode text), ``too_long`` (longer than its column).
+    """
+
+    index: int
+    field: str
+    code: str
+    reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"index": self.index, "field": self.field, "code": self.code, "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
 class Notification:
-    """An AlertManager webhook (version 4) body, validated."""
+    """An AlertManager webhook (version 4) body, validated.
+
+    ``alerts`` holds the alerts that can be recorded, ``refused`` the ones that
+    cannot (with their index in the body), so that one bad alert never costs its
+    group.
+    """
 
     version: str
     group_key: str
@@ -128,3 +151,8 @@ class Notification:
     common_annotations: Mapping[str, str]
     external_url: str
     alerts: tuple[IncomingAlert, ...]
+    refused: tuple[RefusedAlert, ...] = ()
+
+    @property
+    def received(self) -> int:
+        return len(self.alerts) + len(self.refused)

@@ -22,11 +22,18 @@ def _add(digest: int, data: bytes) -> int:
     return digest
 
 
+def _utf8(text: str) -> bytes:
+    # Go strings are bytes, so AlertManager never sends a lone surrogate; webhooks
+    # refuses such alerts before they get here, and "surrogatepass" keeps this
+    # function total (a UnicodeEncodeError here was a 500) for any other caller.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def label_set_fingerprint(labels: Mapping[str, str]) -> str:
     digest = _OFFSET64
     for name in sorted(labels):
-        digest = _add(digest, name.encode())
+        digest = _add(digest, _utf8(name))
         digest = _add(digest, bytes((_SEPARATOR,)))
-        digest = _add(digest, labels[name].encode())
+        digest = _add(digest, _utf8(labels[name]))
         digest = _add(digest, bytes((_SEPARATOR,)))
     return f"{digest:016x}"

@@ -1,4 +1,4 @@
-"""Rules that span resources: webhook path ownership and references.
+"""Rules that span resources: webhook path ownership, references, and advisories.
 
 Pure functions over normalized specs. The caller supplies how to look things up
 (the database in the controller, the loaded set in ``validate``), so the same rules
@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from shared.domain import sources as domain_sources
 from shared.resources.schemas import SINK, SOURCE, WORKFLOW, Resource
-from shared.resources.status import Problem
+from shared.resources.status import AUTHENTICATED, Advisory, Problem
 
 # (kind, namespace, name) -> exists?
 Exists = Callable[[str, str, str], bool]
@@ -21,40 +22,77 @@ Exists = Callable[[str, str, str], bool]
 SecretCheck = Callable[[str, str, str], str | None]
 
 
-def webhook_path(spec: Mapping[str, Any]) -> str | None:
-    if spec.get("type") != "webhook":
-        return None
-    path = (spec.get("config") or {}).get("path")
-    return path if isinstance(path, str) else None
-
-
-def path_holders(resources: Iterable[Resource]) -> dict[str, tuple[str, str]]:
-    """Webhook path -> (namespace, name) of the Source that holds it.
-
-    The first in the given order wins; callers pass resources already stored first,
-    so a new Source cannot take a path away from one that is serving it.
-    """
-    holders: dict[str, tuple[str, str]] = {}
-    for resource in resources:
-        if resource.kind != SOURCE.name:
-            continue
-        path = webhook_path(resource.spec)
-        if path is not None:
-            holders.setdefault(path, (resource.namespace, resource.name))
-    return holders
-
-
-def path_conflict(resource: Resource, holders: Mapping[str, tuple[str, str]]) -> Problem | None:
+def webhook_path(resource: Resource) -> str | None:
+    """The normalized path a Source serves (None: not a webhook, or no usable path)."""
     if resource.kind != SOURCE.name:
         return None
-    path = webhook_path(resource.spec)
-    holder = holders.get(path) if path is not None else None
-    if holder is None or holder == (resource.namespace, resource.name):
+    try:
+        return domain_sources.webhook_path(resource.name, resource.spec)
+    except domain_sources.PathError:
+        # Only a spec stored before paths were normalized can get here; the
+        # schema refuses such a path, so the resource is reported invalid anyway.
+        return None
+
+
+def path_claims(resources: Iterable[Resource]) -> dict[str, list[tuple[str, str]]]:
+    """Normalized webhook path -> (namespace, name) of every Source that claims it."""
+    claims: dict[str, list[tuple[str, str]]] = {}
+    for resource in resources:
+        path = webhook_path(resource)
+        if path is not None:
+            claims.setdefault(path, []).append((resource.namespace, resource.name))
+    return claims
+
+
+def path_conflict(
+    resource: Resource, claims: Mapping[str, list[tuple[str, str]]]
+) -> Problem | None:
+    """A Problem naming the other Sources on ``resource``'s path, if there are any.
+
+    No Source wins a shared path: ingest serves none of them and each is reported
+    not ready until the path has one owner again, because which one arrived first
+    says nothing about which one the sender meant.
+    """
+    path = webhook_path(resource)
+    if path is None:
+        return None
+    others = [
+        f"{namespace}/{name}"
+        for namespace, name in claims.get(path, [])
+        if (namespace, name) != (resource.namespace, resource.name)
+    ]
+    if not others:
         return None
     return Problem(
         "PathConflict",
-        f"spec.config.path: {path} is already served by Source {holder[0]}/{holder[1]}.",
+        f"spec.config.path: {path} is also claimed by Source {', '.join(others)}; "
+        "ingest serves neither until one of them changes its path.",
     )
+
+
+def advisories(resource: Resource) -> list[Advisory]:
+    """Conditions worth reporting that do not stop the resource from being ready."""
+    if resource.kind != SOURCE.name or resource.spec.get("type") != "webhook":
+        return []
+    config = resource.spec.get("config") or {}
+    auth = config.get("authentication") or {}
+    path = config.get("path")
+    if auth.get("type") == domain_sources.AUTH_NONE:
+        problem: Problem | None = Problem(
+            "AuthenticationDisabled",
+            f"spec.config.authentication.type is none: anyone who can reach ingest can "
+            f"post alerts to {path}.",
+        )
+    else:
+        problem = None
+    return [
+        Advisory(
+            AUTHENTICATED,
+            problem,
+            "BearerToken",
+            "Callers must send the bearer token of spec.config.authentication.secretRef.",
+        )
+    ]
 
 
 def _secret_refs(resource: Resource) -> list[tuple[str, Mapping[str, Any]]]:

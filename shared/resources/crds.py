@@ -147,6 +147,11 @@ def object_schema(schema: type[ma.Schema], *, defaults: bool = True) -> JSON:
     unknown = getattr(schema.Meta, "unknown", ma.RAISE)
     if unknown == ma.INCLUDE and not properties:
         out["x-kubernetes-preserve-unknown-fields"] = True
+    # A schema whose fields depend on each other states the rule for the API server
+    # beside the marshmallow check that enforces it offline.
+    rules = getattr(schema, "cel_rules", ())
+    if rules:
+        out["x-kubernetes-validations"] = [dict(rule) for rule in rules]
     return out
 
 

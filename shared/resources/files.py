@@ -10,6 +10,10 @@ by ``unresolved_references`` with the rules the controller reports in its
 ``Resolved`` condition (``checks.unresolved``), over the files given together.
 ``validate`` calls it; the file-mode controller does not, because there a reference
 problem does not stop a resource from being stored (it is reported in status).
+
+Two Sources on one path are reported in ``conflicts``, not dropped: ``validate``
+refuses the set, while the file-mode controller stores both and reports both not
+ready (ingest then serves neither), exactly as it would in a cluster.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Loaded:
     # (kind, namespace, name) of every document that says who it is, valid or not:
     # a reference to an invalid resource is reported once, as that resource's error.
     named: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
+    # Webhook paths claimed by more than one Source (one entry per Source).
+    conflicts: list[FileError] = dataclasses.field(default_factory=list)
 
 
 def yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -145,18 +151,14 @@ def _check_set(loaded: Loaded) -> None:
             continue
         seen[resource.key] = resource
         unique.append(resource)
-    holders = checks.path_holders(unique)
-    kept: list[schemas.Resource] = []
+    claims = checks.path_claims(unique)
     for resource in unique:
-        conflict = checks.path_conflict(resource, holders)
+        conflict = checks.path_conflict(resource, claims)
         if conflict is not None:
-            loaded.errors.append(
+            loaded.conflicts.append(
                 FileError(resource.origin, 0, "spec.config.path", conflict.message, str(resource))
             )
-            loaded.failed_files.add(resource.origin)
-            continue
-        kept.append(resource)
-    loaded.resources = kept
+    loaded.resources = unique
 
 
 def unresolved_references(loaded: Loaded) -> list[FileError]:

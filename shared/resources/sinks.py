@@ -18,6 +18,10 @@ DURATION = ma.validate.Regexp(
     r"^([0-9]+(ms|s|m|h|d|w))+$", error="Must be a duration such as 30m, 1h or 1h30m."
 )
 URL = ma.validate.URL(schemes={"http", "https"}, require_tld=False)
+# Slack user (U..., W... on Enterprise Grid) and user group (S...) ids.
+SLACK_ID = ma.validate.Regexp(
+    r"^[UWS][A-Z0-9]{2,20}$", error="Must be a Slack user (U...) or user group (S...) id."
+)
 
 
 class SlackConfigSchema(StrictSchema):
@@ -34,11 +38,24 @@ class SlackConfigSchema(StrictSchema):
         metadata=describe("Post later updates of the same alert as replies in its thread."),
     )
     template = ma.fields.String(
-        metadata=describe("Message template over the run; a built-in layout when absent.")
+        validate=ma.validate.Length(min=1, max=64 * 1024),
+        metadata=describe(
+            "Jinja2 template over the run (alert, run, outputs, steps): a JSON list of "
+            "Block Kit blocks, or plain mrkdwn text; a built-in layout when absent."
+        ),
+    )
+    mentions = ma.fields.List(
+        ma.fields.String(validate=SLACK_ID),
+        load_default=list,
+        validate=ma.validate.Length(max=20),
+        metadata=describe("User (U...) or user group (S...) ids to mention when a run escalates."),
     )
     apiUrl = ma.fields.String(
         validate=URL,
-        metadata=describe("Slack Web API base URL; for stand-ins in development."),
+        metadata=describe(
+            "Slack Web API base URL ending in /api/ (default https://slack.com/api/); "
+            "for stand-ins in development."
+        ),
     )
 
 
@@ -48,7 +65,11 @@ class AlertManagerConfigSchema(StrictSchema):
         ma.fields.String(validate=ma.validate.OneOf(["annotate", "silence"])),
         load_default=lambda: ["annotate"],
         validate=ma.validate.Length(min=1, max=2),
-        metadata=describe("annotate: add the findings to the alert; silence: silence it."),
+        metadata=describe(
+            "annotate: re-post the alert with ai_summary, ai_root_cause and ai_confidence "
+            "annotations (replaced by Prometheus' next resend); silence: silence its "
+            "labels for silenceDuration, expired when the alert resolves."
+        ),
     )
     silenceDuration = ma.fields.String(
         load_default="1h", validate=DURATION, metadata=describe("How long a silence lasts.")

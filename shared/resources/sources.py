@@ -14,6 +14,7 @@ from typing import Any
 import marshmallow as ma
 from croniter import croniter  # type: ignore[import-untyped]
 
+from shared.domain import sources as domain_sources
 from shared.domain.matchers import MatcherError, parse_matcher
 from shared.resources.fields import (
     LABEL_NAME,
@@ -35,6 +36,13 @@ WEBHOOK_PATH = ma.validate.Regexp(
     r"^/[A-Za-z0-9._~/-]*$",
     error="Must be an absolute URL path of letters, digits and '._~/-'.",
 )
+
+
+def _path(path: str) -> None:
+    try:
+        domain_sources.normalize_path(path)
+    except domain_sources.PathError as exc:
+        raise ma.ValidationError(str(exc)) from exc
 
 
 def _matcher(text: str) -> None:
@@ -62,16 +70,41 @@ def _timezone(name: str) -> None:
 
 
 class AuthenticationSchema(StrictSchema):
+    # The API server applies the same rule (crds.object_schema renders cel_rules).
+    cel_rules = (
+        {
+            "rule": "self.type == 'none' ? !has(self.secretRef) : has(self.secretRef)",
+            "message": "bearer authentication needs secretRef; type none takes none",
+            "fieldPath": ".secretRef",
+            "reason": "FieldValueInvalid",
+        },
+    )
+
     type = ma.fields.String(
-        load_default="bearer",
-        validate=ma.validate.OneOf(["bearer"]),
-        metadata=describe("How callers authenticate; bearer: 'Authorization: Bearer <token>'."),
+        load_default=domain_sources.AUTH_BEARER,
+        validate=ma.validate.OneOf([domain_sources.AUTH_BEARER, domain_sources.AUTH_NONE]),
+        metadata=describe(
+            "How callers authenticate; bearer: 'Authorization: Bearer <token>'; "
+            "none: anyone who can reach ingest (reported in status)."
+        ),
     )
     secretRef = ma.fields.Nested(
         SecretRefSchema,
-        required=True,
-        metadata=describe("Secret key holding the expected token."),
+        metadata=describe("Secret key holding the expected token (bearer only)."),
     )
+
+    @ma.validates_schema
+    def _secret_for_bearer(self, data: dict[str, Any], **_: Any) -> None:
+        has_secret = data.get("secretRef") is not None
+        if data.get("type") == domain_sources.AUTH_NONE and has_secret:
+            raise ma.ValidationError(
+                "type none takes no secretRef; remove it, or use type bearer.", "secretRef"
+            )
+        if data.get("type") == domain_sources.AUTH_BEARER and not has_secret:
+            raise ma.ValidationError(
+                "Missing data for required field (the Secret key holding the bearer token).",
+                "secretRef",
+            )
 
 
 class RateLimitSchema(StrictSchema):
@@ -91,8 +124,11 @@ class RateLimitSchema(StrictSchema):
 
 class WebhookConfigSchema(StrictSchema):
     path = ma.fields.String(
-        validate=[ma.validate.Length(min=1, max=253), WEBHOOK_PATH],
-        metadata=describe("URL path served by ingest; default /webhook/<name>."),
+        validate=[ma.validate.Length(min=1, max=253), WEBHOOK_PATH, _path],
+        metadata=describe(
+            "URL path served by ingest; default /webhook/<name>. Stored without a trailing "
+            "or doubled '/'; unique across Sources."
+        ),
     )
     filters = ma.fields.Dict(
         keys=ma.fields.String(validate=LABEL_NAME),
@@ -109,7 +145,13 @@ class WebhookConfigSchema(StrictSchema):
         metadata=describe('AlertManager matchers, e.g. namespace=~"prod|staging"; all must hold.'),
     )
     authentication = ma.fields.Nested(
-        AuthenticationSchema, metadata=describe("Required caller authentication; none if absent.")
+        AuthenticationSchema,
+        required=True,
+        # marshmallow formats its messages: the braces of {type: none} are escaped.
+        error_messages={
+            "required": domain_sources.NO_AUTHENTICATION.replace("{", "{{").replace("}", "}}")
+        },
+        metadata=describe("How callers authenticate: a bearer token, or explicitly type none."),
     )
     rateLimit = ma.fields.Nested(
         RateLimitSchema,
@@ -180,6 +222,6 @@ def fill_defaults(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Defaults that depend on the resource's name (a webhook's path)."""
     if spec.get("type") == "webhook":
         config = spec.setdefault("config", {})
-        if not config.get("path"):
-            config["path"] = f"/webhook/{name}"
+        # Stored in its canonical form, the form every comparison uses.
+        config["path"] = domain_sources.webhook_path(name, spec)
     return spec

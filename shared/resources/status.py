@@ -23,10 +23,15 @@ VALID = "Valid"
 RESOLVED = "Resolved"
 STORED = "Stored"
 READY = "Ready"
+# Reported beside the others without affecting Ready (a Source's caller check).
+AUTHENTICATED = "Authenticated"
 
 
 class ConditionSchema(ma.Schema):
-    type = ma.fields.String(required=True, metadata=describe("Valid, Resolved, Stored or Ready."))
+    type = ma.fields.String(
+        required=True,
+        metadata=describe("Valid, Resolved, Stored, Ready; Sources also Authenticated."),
+    )
     status = ma.fields.String(
         required=True, validate=ma.validate.OneOf(["True", "False", "Unknown"])
     )
@@ -69,14 +74,29 @@ class Problem:
 
 
 @dataclasses.dataclass(frozen=True)
+class Advisory:
+    """A condition that informs without making the resource not ready.
+
+    ``problem`` None means the condition holds (status True).
+    """
+
+    type: str
+    problem: Problem | None
+    ok_reason: str
+    ok_message: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Facts:
     """What the controller found out about one resource generation."""
 
     generation: int
     invalid: Problem | None = None
     unresolved: Sequence[Problem] = ()
-    # Set when the spec was not written to the database (e.g. a path conflict).
+    # Set when the spec is not in use by the services: not written (invalid), or
+    # written but not served (a webhook path another Source also claims).
     not_stored: Problem | None = None
+    advisories: Sequence[Advisory] = ()
     # Counters from the database, already named as in the status schema.
     counters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -109,6 +129,16 @@ def build(facts: Facts, previous: Mapping[str, Any] | None, now: dt.datetime) ->
     ]
     first_problem = facts.invalid or facts.not_stored or unresolved
     conditions.append(_condition(READY, first_problem, "Ready", "Ready.", facts.generation))
+    for advisory in facts.advisories:
+        conditions.append(
+            _condition(
+                advisory.type,
+                advisory.problem,
+                advisory.ok_reason,
+                advisory.ok_message,
+                facts.generation,
+            )
+        )
     old = {
         condition.get("type"): condition
         for condition in (previous or {}).get("conditions") or []

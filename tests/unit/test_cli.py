@@ -12,7 +12,16 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("run", "migrate", "ingest", "engine", "scheduler", "controller", "validate"):
+    for command in (
+        "run",
+        "migrate",
+        "ingest",
+        "engine",
+        "scheduler",
+        "controller",
+        "validate",
+        "notifier",
+    ):
         assert f"    {command}" in out
 
 

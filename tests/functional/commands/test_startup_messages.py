@@ -32,7 +32,7 @@ def run_command(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    "command", [["migrate"], ["ingest", "--bind", "127.0.0.1:0"], ["scheduler"]]
+    "command", [["migrate"], ["ingest", "--bind", "127.0.0.1:0"], ["scheduler"], ["notifier"]]
 )
 def test_a_missing_postgres_database_is_one_line_with_the_fix(
     command: list[str], postgres_database: str, tmp_path: Path

@@ -186,7 +186,12 @@ def test_status_counters_come_from_the_services_tables(sessions, secrets_dir: Pa
             )
         session.add(models.SourceEvent(source_name="other", source_type="webhook", event_data={}))
     outcome = reconciler.apply(
-        "Source", "default", "am", {"type": "webhook"}, generation=4, origin="test"
+        "Source",
+        "default",
+        "am",
+        {"type": "webhook", "config": {"authentication": {"type": "none"}}},
+        generation=4,
+        origin="test",
     )
     assert outcome.status["eventsProcessed"] == 2
     assert outcome.status["lastEventTime"] == "2026-03-01T08:02:00Z"
@@ -194,17 +199,97 @@ def test_status_counters_come_from_the_services_tables(sessions, secrets_dir: Pa
     assert outcome.ready
 
 
-def test_two_sources_cannot_share_a_path(sessions, secrets_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def conditions(outcome_status: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {c["type"]: c for c in outcome_status["conditions"]}
+
+
+def test_two_sources_on_one_path_are_both_not_ready(sessions, secrets_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """Neither keeps the path: both are stored, both name the other, ingest serves neither."""
     reconciler = Reconciler(sessions, folder_check(secrets_dir))
-    spec = {"type": "webhook", "config": {"path": "/same"}}
-    assert reconciler.apply("Source", "a", "first", spec, generation=1, origin="x").ready
-    outcome = reconciler.apply("Source", "b", "second", spec, generation=1, origin="x")
-    assert not outcome.ready
-    ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+    open_spec = {
+        "type": "webhook",
+        "config": {"path": "/same/", "authentication": {"type": "none"}},
+    }
+    bearer_spec = {
+        "type": "webhook",
+        "config": {
+            "path": "/same",
+            "authentication": {"secretRef": {"name": "hook", "key": "token"}},
+        },
+    }
+    assert reconciler.apply("Source", "a", "first", bearer_spec, generation=1, origin="x").ready
+    second = reconciler.apply("Source", "b", "second", open_spec, generation=1, origin="x")
+    assert not second.ready
+    assert second.conflicts == (("Source", "a", "first"),)
+    ready = conditions(second.status)["Ready"]
     assert ready["reason"] == "PathConflict"
-    assert "Source a/first" in ready["message"]
+    assert "/same is also claimed by Source a/first" in ready["message"]
+    first = reconciler.apply("Source", "a", "first", bearer_spec, generation=1, origin="x")
+    assert not first.ready
+    assert "Source b/second" in conditions(first.status)["Ready"]["message"]
     with sessions() as session:
-        assert db_resources.get_spec(session, "Source", "b", "second") is None
+        stored = db_resources.get_spec(session, "Source", "b", "second")
+    assert stored is not None
+    assert stored["config"]["path"] == "/same"
+    reconciler.remove("Source", "b", "second")
+    assert reconciler.apply("Source", "a", "first", bearer_spec, generation=1, origin="x").ready
+
+
+def test_a_path_conflict_in_the_files_is_reported_on_both_in_one_pass(  # type: ignore[no-untyped-def]
+    sessions, watcher: ConfigDirectory, config_dir: Path
+) -> None:
+    write(config_dir, "wf.yaml", WORKFLOW + "---\n" + SINK)
+    write(config_dir, "a.yaml", SOURCE.format(name="prod", path="/webhook/prod"))
+    write(
+        config_dir,
+        "b.yaml",
+        SOURCE.format(name="prod-open", path="/webhook/prod/").replace(
+            "secretRef: {name: hook, key: token}", "type: none"
+        ),
+    )
+    report = watcher.sync()
+    assert report.errors == 0
+    assert sorted(report.not_ready) == ["Source default/prod", "Source default/prod-open"]
+    assert set(specs(sessions, "Source")) == {"prod", "prod-open"}
+    (config_dir / "b.yaml").unlink()
+    assert watcher.sync().not_ready == []
+
+
+def test_an_empty_secret_makes_the_source_not_ready(  # type: ignore[no-untyped-def]
+    watcher: ConfigDirectory, config_dir: Path, secrets_dir: Path
+) -> None:
+    (secrets_dir / "hook" / "token").write_text(" \n")
+    write(
+        config_dir,
+        "all.yaml",
+        SOURCE.format(name="am", path="/webhook/am") + "---\n" + WORKFLOW + "---\n" + SINK,
+    )
+    report = watcher.sync()
+    assert report.not_ready == ["Source default/am"]
+    (secrets_dir / "hook" / "token").write_text("t0k3n\n")
+    assert watcher.sync().not_ready == []
+
+
+def test_no_authentication_is_a_warning_not_a_failure(  # type: ignore[no-untyped-def]
+    sessions, secrets_dir: Path
+) -> None:
+    reconciler = Reconciler(sessions, folder_check(secrets_dir))
+    spec = {"type": "webhook", "config": {"authentication": {"type": "none"}}}
+    outcome = reconciler.apply("Source", "default", "open", spec, generation=1, origin="x")
+    assert outcome.ready
+    authenticated = conditions(outcome.status)["Authenticated"]
+    assert (authenticated["status"], authenticated["reason"]) == ("False", "AuthenticationDisabled")
+    assert "/webhook/open" in authenticated["message"]
+
+
+def test_a_source_without_authentication_is_invalid(sessions, secrets_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    reconciler = Reconciler(sessions, folder_check(secrets_dir))
+    outcome = reconciler.apply(
+        "Source", "default", "am", {"type": "webhook"}, generation=1, origin="x"
+    )
+    assert not outcome.ready
+    valid = conditions(outcome.status)["Valid"]
+    assert "authentication: {type: none}" in valid["message"]
 
 
 def test_run_files_picks_up_changes(

@@ -43,7 +43,11 @@ WORKFLOW: dict[str, Any] = {
 }
 SOURCE: dict[str, Any] = {
     "metadata": {"name": "am"},
-    "spec": {"type": "webhook", "triggerWorkflow": "triage", "config": {"path": "/a"}},
+    "spec": {
+        "type": "webhook",
+        "triggerWorkflow": "triage",
+        "config": {"path": "/a", "authentication": {"type": "none"}},
+    },
 }
 SOURCE_STATUS = "/apis/punchingfist.io/v1alpha1/namespaces/default/sources/am/status"
 
@@ -217,7 +221,10 @@ def only_one_handles(
 def survivor_takes_over(cluster: KubeApiDouble, low: Replica, stored: Callable[[], Any]) -> None:
     # Changed while no replica may be active: the survivor handles it on taking over.
     cluster.state.update_spec(
-        "sources", "default", "am", {**SOURCE["spec"], "config": {"path": "/b"}}
+        "sources",
+        "default",
+        "am",
+        {**SOURCE["spec"], "config": {**SOURCE["spec"]["config"], "path": "/b"}},
     )
     wait_for(lambda: cluster.state.watching(low.name, "sources"), 10, "the survivor active")
     wait_for(lambda: (stored() or {}).get("config", {}).get("path") == "/b", what="/b stored")

@@ -31,7 +31,12 @@ WORKFLOW = {
 }
 
 
+OPEN = {"authentication": {"type": "none"}}
+SECRET = {"name": "am-token", "key": "token"}
+
+
 def source(name: str = "am", **spec: Any) -> dict[str, Any]:
+    spec["config"] = {**OPEN, **spec.get("config", {})}
     return {
         "metadata": {"name": name},
         "spec": {"type": "webhook", "triggerWorkflow": "triage", **spec},
@@ -134,8 +139,11 @@ def test_source_is_stored_and_reported_ready(
             "Resolved": "True",
             "Stored": "True",
             "Ready": "True",
+            # type: none is allowed, and said in status.
+            "Authenticated": "False",
         }
-        assert running.status("workflows", "triage")["steps"] == 1
+        # The Workflow's own status patch may land after the Source's.
+        wait_for(lambda: running.status("workflows", "triage").get("steps") == 1, what="steps")
         # Status went through the status subresource, as merge patches.
         assert any(plural == "sources" for plural, _, _ in cluster.state.status_patches)
         methods = {(call.method, call.path) for call in cluster.state.requests}
@@ -249,3 +257,58 @@ def test_resumes_after_a_restart(
         second.stop()
         first.engine.dispose()
         second.engine.dispose()
+
+
+def test_two_sources_on_one_path_are_both_not_ready_until_one_goes(
+    controller: Controller, cluster: KubeApiDouble
+) -> None:
+    cluster.state.create("workflows", "default", WORKFLOW)
+    cluster.state.create(
+        "secrets", "default", {"metadata": {"name": "am-token"}, "data": {"token": "c2VjcmV0"}}
+    )
+    bearer = {"path": "/webhook/prod", "authentication": {"secretRef": SECRET}}
+    cluster.state.create("sources", "default", source("prod", config=bearer))
+    wait_for(lambda: controller.status("sources", "prod").get("ready") is True, what="prod ready")
+    cluster.state.create("sources", "default", source("hijack", config={"path": "/webhook/prod/"}))
+
+    def conflict_named(name: str, other: str) -> bool:
+        ready = controller.condition("sources", name)
+        return ready.get("reason") == "PathConflict" and f"default/{other}" in ready["message"]
+
+    wait_for(lambda: conflict_named("hijack", "prod"), what="hijack names prod")
+    # prod learns it at its next refresh (PF_CONTROLLER_STATUS_INTERVAL, 0.5 s here).
+    wait_for(lambda: conflict_named("prod", "hijack"), what="prod names hijack")
+    assert controller.status("sources", "prod")["ready"] is False
+    assert controller.status("sources", "hijack")["ready"] is False
+    cluster.state.delete("sources", "default", "hijack")
+    wait_for(lambda: controller.status("sources", "prod").get("ready") is True, what="prod again")
+
+
+def test_an_empty_secret_is_not_a_token(controller: Controller, cluster: KubeApiDouble) -> None:
+    cluster.state.create("workflows", "default", WORKFLOW)
+    cluster.state.create(
+        "secrets", "default", {"metadata": {"name": "am-token"}, "data": {"token": "IAo="}}
+    )
+    cluster.state.create(
+        "sources", "default", source(config={"authentication": {"secretRef": SECRET}})
+    )
+    ready = wait_for(
+        lambda: (
+            controller.condition("sources", "am").get("reason") == "SecretNotFound"
+            and controller.condition("sources", "am")
+        ),
+        what="empty secret refused",
+    )
+    assert "is empty" in ready["message"]
+    assert controller.status("sources", "am")["ready"] is False
+
+
+def test_no_authentication_is_reported_as_a_warning_condition(
+    controller: Controller, cluster: KubeApiDouble
+) -> None:
+    cluster.state.create("workflows", "default", WORKFLOW)
+    cluster.state.create("sources", "default", source())
+    wait_for(lambda: controller.status("sources", "am").get("ready") is True, what="ready")
+    authenticated = controller.condition("sources", "am", "Authenticated")
+    assert authenticated["status"] == "False"
+    assert authenticated["reason"] == "AuthenticationDisabled"

@@ -566,7 +566,7 @@ def test_a_job_runs_in_the_workflows_namespace_as_its_service_account_within_lim
         "requests": {"cpu": "50m", "memory": "384Mi"},
         "limits": {"cpu": "2", "memory": "384Mi"},
     }
-    assert ("team-a", body["metadata"]["name"]) not in cluster.jobs
+    assert cluster.job("team-a", body["metadata"]["name"]) is None
 
 
 def test_a_container_that_cannot_be_created_is_permanent(

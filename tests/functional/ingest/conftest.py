@@ -20,6 +20,8 @@ from shared.settings import Settings
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "alertmanager"
 TOKEN = "s3cr3t-test-token"
+# The read API's own token (PF_API_TOKEN_FILE), distinct from the webhook's.
+API_TOKEN = "api-test-token"
 
 
 def load_fixture(name: str) -> dict[str, Any]:
@@ -43,7 +45,9 @@ def settings(make_settings: Callable[..., Settings], database_url: str, tmp_path
     secret = tmp_path / "secrets" / "am"
     secret.mkdir(parents=True)
     (secret / "token").write_text(TOKEN + "\n")
-    return make_settings(PF_DATABASE_URL=database_url)
+    api_token = tmp_path / "api-token"
+    api_token.write_text(API_TOKEN + "\n")
+    return make_settings(PF_DATABASE_URL=database_url, PF_API_TOKEN_FILE=str(api_token))
 
 
 @pytest.fixture
@@ -67,8 +71,20 @@ def app(settings: Settings, put_source: Callable[..., None]) -> Flask:
     return create_app(settings)
 
 
+class ReadApiClient(FlaskClient):
+    """Sends the read API's bearer token on /api/ requests that do not set their own."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        path = args[0] if args and isinstance(args[0], str) else kwargs.get("path", "")
+        headers = dict(kwargs.pop("headers", None) or {})
+        if path.startswith("/api/") and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {API_TOKEN}"
+        return super().open(*args, headers=headers, **kwargs)
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    app.test_client_class = ReadApiClient
     return app.test_client()
 
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
-from tests.functional.ingest.conftest import TOKEN, source_spec
+from tests.functional.ingest.conftest import API_TOKEN, TOKEN, source_spec
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.alertmanager
@@ -51,6 +51,7 @@ def _wait_http(url: str, timeout: float = 20.0) -> None:
 def ingest_server(database_url: str, tmp_path: Path, redis_url: str) -> Iterator[str]:
     (tmp_path / "secrets" / "am").mkdir(parents=True)
     (tmp_path / "secrets" / "am" / "token").write_text(TOKEN)
+    (tmp_path / "api-token").write_text(API_TOKEN)
     engine = make_engine(DatabaseSettings(url=database_url))
     with make_session_factory(engine).begin() as session:
         resources.upsert(session, "Source", "default", "alertmanager", source_spec())
@@ -63,6 +64,7 @@ def ingest_server(database_url: str, tmp_path: Path, redis_url: str) -> Iterator
         "PF_SECRETS_DIR": str(tmp_path / "secrets"),
         "PF_VAR_DIR": str(tmp_path / "var"),
         "PF_LOG_FORMAT": "json",
+        "PF_API_TOKEN_FILE": str(tmp_path / "api-token"),
     }
     process = subprocess.Popen(
         [
@@ -144,7 +146,10 @@ def _push(alertmanager: str, alerts: list[dict[str, Any]]) -> None:
 
 
 def _alerts(ingest: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{ingest}/api/v1/alerts", timeout=5) as response:
+    request = urllib.request.Request(
+        f"{ingest}/api/v1/alerts", headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
         items: list[dict[str, Any]] = json.load(response)["items"]
         return items
 

@@ -73,15 +73,50 @@ def test_schema_errors_are_422_and_name_the_field(
     assert table_counts(engine) == EMPTY
 
 
-def test_bad_alert_field_is_named_with_its_index(
+def test_bad_alert_is_refused_alone_and_named_with_its_index(
     post: Callable[..., Any], engine: sa.Engine
 ) -> None:
     body = load_fixture("03-firing-group-of-2.json")
     body["alerts"][1]["startsAt"] = "yesterday"
     response = post(body)
+    # One bad alert must not cost its group: the good one is recorded.
+    assert response.status_code == 200
+    assert (response.json["received"], response.json["new"], response.json["refused"]) == (2, 1, 1)
+    assert response.json["refusals"] == [
+        {
+            "index": 1,
+            "field": "alerts.1.startsAt",
+            "code": "invalid",
+            "reason": "alerts.1.startsAt: Not a valid RFC 3339 timestamp.",
+        }
+    ]
+    assert table_counts(engine) == {
+        **EMPTY,
+        "alerts": 1,
+        "source_events": 1,
+        "alert_source_events": 1,
+        "workflow_runs": 1,
+        "outbox": 1,
+    }
+    with engine.connect() as conn:
+        event = conn.execute(
+            sa.text("SELECT alerts_received, alerts_refused, refusals FROM source_events")
+        ).one()
+    refusals = event.refusals if isinstance(event.refusals, list) else json.loads(event.refusals)
+    assert (event.alerts_received, event.alerts_refused) == (2, 1)
+    assert refusals == response.json["refusals"]
+
+
+def test_group_with_no_recordable_alert_is_422_and_writes_nothing(
+    post: Callable[..., Any], engine: sa.Engine
+) -> None:
+    body = load_fixture("03-firing-group-of-2.json")
+    body["alerts"][0]["startsAt"] = "yesterday"
+    body["alerts"][1]["labels"]["severity"] = "s" * 33
+    response = post(body)
     assert response.status_code == 422
-    assert "alerts.1.startsAt" in response.json["fields"]
-    # The first alert was valid, yet nothing of the request is stored.
+    assert response.json["refused"] == 2
+    assert set(response.json["fields"]) == {"alerts.0.startsAt", "alerts.1.labels.severity"}
     assert table_counts(engine) == EMPTY
 
 

@@ -88,7 +88,12 @@ def test_source_without_workflow_records_alerts_only(
 def test_custom_path_and_no_authentication(
     client: Any, put_source: Callable[..., None], engine: sa.Engine
 ) -> None:
-    put_source("open", type="webhook", config={"path": "/alertmanager"}, triggerWorkflow="t")
+    put_source(
+        "open",
+        type="webhook",
+        config={"path": "/alertmanager", "authentication": {"type": "none"}},
+        triggerWorkflow="t",
+    )
     import json
 
     response = client.post(

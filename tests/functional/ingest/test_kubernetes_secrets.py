@@ -18,8 +18,11 @@ from tests.support.kube_api import Cluster, KubeApiDouble
 def cluster() -> Iterator[Cluster]:
     with KubeApiDouble() as double:
         token = base64.b64encode(b"from-the-cluster").decode()
+        blank = base64.b64encode(b" \n").decode()
         double.state.create(
-            "secrets", "monitoring", {"metadata": {"name": "am"}, "data": {"token": token}}
+            "secrets",
+            "monitoring",
+            {"metadata": {"name": "am"}, "data": {"token": token, "blank": blank}},
         )
         yield double.state
 
@@ -44,6 +47,7 @@ def test_reads_the_key_of_the_secret_in_the_sources_namespace(
     ("namespace", "name", "key", "needle"),
     [
         ("monitoring", "am", "password", "has no key 'password'"),
+        ("monitoring", "am", "blank", "key 'blank' is empty"),
         ("monitoring", "missing", "token", r"secret monitoring/missing: 404 Not Found"),
         ("default", "am", "token", "404"),  # Secrets are per namespace
     ],

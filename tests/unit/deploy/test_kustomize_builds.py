@@ -36,9 +36,7 @@ OVERLAYS = ["dev", "prod", "prod+remediation"]
 DEPLOYABLES = ["ingest", "engine", "notifier", "controller", "scheduler", "flower"]
 IMAGE = "ghcr.io/punchingfist/punchingfist"
 # PF_ variables the manifests set that arrive with other issues' settings.
-ARRIVING_SETTINGS = {
-    "PF_API_TOKEN_FILE",  # ingest security: bearer token of /api/v1/*
-}
+ARRIVING_SETTINGS: set[str] = set()
 
 Builds = Callable[[str], list[Manifest]]
 

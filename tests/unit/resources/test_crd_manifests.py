@@ -268,6 +268,26 @@ def resource(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
             "spec.config.rateLimit.windowSeconds:",
         ),
         (
+            "Source",
+            {"type": "webhook", "config": {"path": "/x"}},
+            ".spec.config: a webhook Source needs config.authentication",
+        ),
+        (
+            "Source",
+            {"type": "webhook", "config": {"authentication": {"type": "bearer"}}},
+            ".spec.config.authentication.secretRef: bearer authentication needs secretRef",
+        ),
+        (
+            "Source",
+            {
+                "type": "webhook",
+                "config": {
+                    "authentication": {"type": "none", "secretRef": {"name": "a", "key": "b"}}
+                },
+            },
+            ".spec.config.authentication.secretRef: bearer authentication needs secretRef",
+        ),
+        (
             "Sink",
             {"type": "slack", "config": {"channel": "#x"}},
             ".spec.config: a slack Sink needs config.tokenSecretRef",

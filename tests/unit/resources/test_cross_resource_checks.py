@@ -61,14 +61,50 @@ def test_sink_secrets_are_checked() -> None:
     assert seen == [("default", "tok", "token")]
 
 
-def test_first_holder_keeps_a_path() -> None:
-    first = resource("Source", "first", {"type": "webhook", "config": {"path": "/p"}})
-    second = resource("Source", "second", {"type": "webhook", "config": {"path": "/p"}})
-    other = resource("Source", "other", {"type": "webhook"})
-    holders = checks.path_holders([first, second, other])
-    assert holders == {"/p": ("default", "first"), "/webhook/other": ("default", "other")}
-    assert checks.path_conflict(first, holders) is None
-    conflict = checks.path_conflict(second, holders)
+OPEN = {"authentication": {"type": "none"}}
+
+
+def test_no_source_keeps_a_shared_path() -> None:
+    """Spellings of one path are one path, and every claimant names the others."""
+    first = resource("Source", "first", {"type": "webhook", "config": {"path": "/p", **OPEN}})
+    second = resource(
+        "Source", "second", {"type": "webhook", "config": {"path": "/p/", **OPEN}}, "ops"
+    )
+    other = resource("Source", "other", {"type": "webhook", "config": OPEN})
+    claims = checks.path_claims([first, second, other])
+    assert claims == {
+        "/p": [("default", "first"), ("ops", "second")],
+        "/webhook/other": [("default", "other")],
+    }
+    for mine, theirs in ((first, "ops/second"), (second, "default/first")):
+        conflict = checks.path_conflict(mine, claims)
+        assert conflict is not None
+        assert conflict.reason == "PathConflict"
+        assert f"Source {theirs}" in conflict.message
+    assert checks.path_conflict(other, claims) is None
+
+
+def test_a_spec_stored_with_a_trailing_slash_still_conflicts() -> None:
+    """Rows written before paths were normalized are compared in the canonical form."""
+    old = schemas.Resource(
+        "Source", "default", "old", {"type": "webhook", "config": {"path": "/webhook/prod/"}}
+    )
+    new = resource(
+        "Source", "new", {"type": "webhook", "config": {"path": "/webhook/prod", **OPEN}}
+    )
+    conflict = checks.path_conflict(new, checks.path_claims([old, new]))
     assert conflict is not None
-    assert conflict.reason == "PathConflict"
-    assert "Source default/first" in conflict.message
+    assert "default/old" in conflict.message
+
+
+def test_a_source_without_authentication_gets_a_warning_condition() -> None:
+    source = resource("Source", "am", {"type": "webhook", "config": {"path": "/p", **OPEN}})
+    (advisory,) = checks.advisories(source)
+    assert advisory.type == "Authenticated"
+    assert advisory.problem is not None
+    assert advisory.problem.reason == "AuthenticationDisabled"
+    assert "/p" in advisory.problem.message
+    bearer = resource(
+        "Source", "am", {"type": "webhook", "config": {"authentication": {"secretRef": SECRET}}}
+    )
+    assert [a.problem for a in checks.advisories(bearer)] == [None]

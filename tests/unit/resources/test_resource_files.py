@@ -10,7 +10,7 @@ SOURCE = """\
 apiVersion: punchingfist.io/v1alpha1
 kind: Source
 metadata: {name: %s}
-spec: {type: webhook, config: {path: %s}}
+spec: {type: webhook, config: {path: %s, authentication: {type: none}}}
 """
 WORKFLOW = """\
 apiVersion: punchingfist.io/v1alpha1
@@ -93,20 +93,30 @@ def test_same_resource_twice_is_an_error(tmp_path: Path) -> None:
     ]
 
 
-def test_two_webhooks_on_one_path_is_an_error(tmp_path: Path) -> None:
+def test_two_webhooks_on_one_path_are_both_conflicts(tmp_path: Path) -> None:
+    """Not errors that drop one: the controller stores both and reports both."""
     write(tmp_path, "a.yaml", SOURCE % ("one", "/same"))
-    write(tmp_path, "b.yaml", SOURCE % ("two", "/same"))
+    write(tmp_path, "b.yaml", SOURCE % ("two", "/same/"))
     loaded = files.load_files([tmp_path])
-    assert [r.name for r in loaded.resources] == ["one"]
-    assert [e.path for e in loaded.errors] == ["spec.config.path"]
-    assert "Source default/one" in loaded.errors[0].message
+    assert [r.name for r in loaded.resources] == ["one", "two"]
+    assert loaded.errors == []
+    assert loaded.failed_files == set()
+    assert [(e.resource, e.path) for e in loaded.conflicts] == [
+        ("Source default/one", "spec.config.path"),
+        ("Source default/two", "spec.config.path"),
+    ]
+    assert "Source default/two" in loaded.conflicts[0].message
+    assert "Source default/one" in loaded.conflicts[1].message
 
 
 def test_references_among_the_files_and_an_invalid_target_is_reported_once(
     tmp_path: Path,
 ) -> None:
     source = SOURCE.replace("metadata: {name: %s}", "metadata: {name: one, namespace: ops}")
-    source = source.replace("config: {path: %s}", "config: {path: /a}, triggerWorkflow: wf")
+    source = source.replace(
+        "config: {path: %s, authentication: {type: none}}",
+        "config: {path: /a, authentication: {type: none}}, triggerWorkflow: wf",
+    )
     write(tmp_path, "a.yaml", source)
     loaded = files.load_files([tmp_path])
     assert loaded.errors == []

@@ -21,14 +21,20 @@ def errors(spec: dict[str, Any]) -> dict[str, object]:
     return info.value.messages
 
 
+OPEN = {"authentication": {"type": "none"}}
+
+
 def test_webhook_gets_path_and_rate_limit_defaults() -> None:
-    spec = normalize({"type": "webhook", "triggerWorkflow": "triage"}, name="alertmanager")
+    spec = normalize(
+        {"type": "webhook", "config": OPEN, "triggerWorkflow": "triage"}, name="alertmanager"
+    )
     assert spec == {
         "type": "webhook",
         "config": {
             "path": "/webhook/alertmanager",
             "filters": {},
             "matchers": [],
+            "authentication": {"type": "none"},
             "rateLimit": {"maxWorkflowStarts": 100, "windowSeconds": 60},
         },
         "triggerWorkflow": "triage",
@@ -65,14 +71,21 @@ def test_normalized_spec_is_what_ingest_reads() -> None:
 
 
 def test_normalizing_twice_changes_nothing() -> None:
-    once = normalize({"type": "webhook", "config": {"matchers": ["a=b"]}})
+    once = normalize({"type": "webhook", "config": {"matchers": ["a=b"], **OPEN}})
     assert normalize(once) == once
 
 
 def test_bad_matcher_names_its_index() -> None:
-    messages = errors({"type": "webhook", "config": {"matchers": ["ok=1", 'job=~"(("']}})
+    messages = errors({"type": "webhook", "config": {"matchers": ["ok=1", 'job=~"(("'], **OPEN}})
     assert list(messages) == ["spec.config.matchers.1"]
     assert "bad regular expression" in str(messages["spec.config.matchers.1"])
+
+
+@pytest.mark.parametrize("regex", [r"(a)\\1", "(?=prod)", "a++"])
+def test_matchers_re2_cannot_compile_are_refused(regex: str) -> None:
+    # Python's re accepts these; AlertManager (and RE2) do not.
+    messages = errors({"type": "webhook", "config": {"matchers": [f'job=~"{regex}"']}})
+    assert "RE2 syntax" in str(messages["spec.config.matchers.0"])
 
 
 def test_schedule_needs_valid_cron_and_timezone() -> None:
@@ -129,3 +142,51 @@ def test_fields_of_another_type_are_refused() -> None:
 def test_errors_name_the_field(spec: dict[str, Any], path: str) -> None:
     messages = errors(spec)
     assert any(key == path or key.startswith(path + ".") for key in messages), messages
+
+
+def test_a_webhook_without_authentication_is_refused_with_the_fix() -> None:
+    messages = errors({"type": "webhook", "config": {"path": "/hooks/am"}})
+    assert list(messages) == ["spec.config.authentication"]
+    assert "authentication: {type: none}" in str(messages["spec.config.authentication"])
+
+
+@pytest.mark.parametrize(
+    ("authentication", "problem"),
+    [
+        ({"type": "none", "secretRef": {"name": "a", "key": "b"}}, "takes no secretRef"),
+        ({"type": "bearer"}, "Missing data"),
+        ({}, "Missing data"),
+    ],
+)
+def test_secret_ref_goes_with_bearer_only(authentication: dict[str, Any], problem: str) -> None:
+    messages = errors({"type": "webhook", "config": {"authentication": authentication}})
+    assert problem in str(messages["spec.config.authentication.secretRef"])
+
+
+def test_no_authentication_is_stored_as_said() -> None:
+    spec = normalize({"type": "webhook", "config": OPEN})
+    assert spec["config"]["authentication"] == {"type": "none"}
+    assert Source.from_spec("default", "am", spec).bearer_secret is None
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("/webhook/prod/", "/webhook/prod"),
+        ("/webhook//prod", "/webhook/prod"),
+        ("//webhook/prod//", "/webhook/prod"),
+        ("/Webhook/Prod", "/Webhook/Prod"),
+    ],
+)
+def test_paths_are_stored_in_their_canonical_form(written: str, stored: str) -> None:
+    spec = normalize({"type": "webhook", "config": {"path": written, **OPEN}})
+    assert spec["config"]["path"] == stored
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "//", "/webhook/../api", "/webhook/./prod", "/api/v1/alerts", "/metrics", "/a%2Fb"],
+)
+def test_paths_without_a_canonical_form_are_refused(path: str) -> None:
+    messages = errors({"type": "webhook", "config": {"path": path, **OPEN}})
+    assert list(messages) == ["spec.config.path"]

@@ -219,3 +219,45 @@ class TestAlertFilter:
     def test_build_rejects_bad_matchers(self) -> None:
         with pytest.raises(MatcherError, match="team=~"):
             AlertFilter.build({"severity": ["critical"]}, ["severity=critical", "team=~(oops"])
+
+
+class TestRe2:
+    """Matchers are RE2, as in AlertManager: linear time, and no backtracking features."""
+
+    def test_catastrophic_pattern_matches_in_linear_time(self) -> None:
+        import time
+
+        matcher = matchers.parse_matcher(r'instance=~"([a-z0-9]+\.?)+:9100"')
+        started = time.monotonic()
+        for length in (34, 1000, 100_000):
+            assert not matcher.matches({"instance": "a" * length + "!"})
+        # Python's re needs minutes for the first one alone.
+        assert time.monotonic() - started < 1.0
+        assert matcher.matches({"instance": "node1.example:9100"})
+
+    @pytest.mark.parametrize(
+        ("regex", "reason"),
+        [
+            (r"(a)\1", "invalid escape sequence"),
+            ("(?=prod)", "invalid perl operator"),
+            ("(?<!kube-).*", "invalid perl operator"),
+            ("a++", "bad repetition operator"),
+            ("a{1001}", "invalid repetition size"),
+        ],
+    )
+    def test_what_re2_cannot_compile_is_refused_with_the_reason(
+        self, regex: str, reason: str
+    ) -> None:
+        with pytest.raises(MatcherError, match="RE2") as caught:
+            matchers.parse_matcher(f'namespace=~"{regex}"')
+        assert reason in str(caught.value)
+
+    def test_anchored_like_alertmanager_even_with_alternation(self) -> None:
+        matcher = matchers.parse_matcher('namespace=~"prod|staging"')
+        assert not matcher.matches({"namespace": "production"})
+        assert not matcher.matches({"namespace": "pre-staging"})
+        assert matchers.parse_matcher('namespace=~"prod.*"').matches({"namespace": "production"})
+
+    def test_dot_does_not_match_a_newline_as_in_go(self) -> None:
+        assert not matchers.parse_matcher('summary=~"a.b"').matches({"summary": "a\nb"})
+        assert matchers.parse_matcher('summary=~"(?s)a.b"').matches({"summary": "a\nb"})

@@ -47,6 +47,13 @@ class TestFolderReader:
         _write(tmp_path, "am-token", "token", stored)
         assert secrets.folder_reader(tmp_path)("ops", "am-token", "token") == "s3cret"
 
+    @pytest.mark.parametrize("stored", ["", "\n", "  \t\n"])
+    def test_an_empty_value_is_refused(self, tmp_path: Path, stored: str) -> None:
+        """Compared as a token, "" would match an 'Authorization: Bearer' with nothing."""
+        _write(tmp_path, "am-token", "token", stored)
+        with pytest.raises(SecretError, match="is empty"):
+            secrets.folder_reader(tmp_path)("ops", "am-token", "token")
+
     def test_keys_of_one_secret_are_separate_files(self, tmp_path: Path) -> None:
         _write(tmp_path, "slack", "url", "https://hooks.example/1")
         _write(tmp_path, "slack", "token", "xoxb")

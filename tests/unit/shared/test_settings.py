@@ -95,6 +95,16 @@ def test_explicit_urls_win_over_var_dir(tmp_path: Path) -> None:
         ),
         ("PF_ENGINE_JOB_LIMITS", "memory=1Gi", lambda s: s.engine.job_limits, (("memory", "1Gi"),)),
         ("PF_ENGINE_JOB_RUN_AS_USER", "0", lambda s: s.engine.job_run_as_user, 0),
+        (
+            "PF_API_TOKEN_FILE",
+            "/run/secrets/api/token",
+            lambda s: s.ingest.api_token_file,
+            Path("/run/secrets/api/token"),
+        ),
+        ("PF_RETENTION_DAYS", "7", lambda s: s.retention.days, 7),
+        ("PF_RETENTION_DAYS", "0", lambda s: s.retention.days, 0),
+        ("PF_RETENTION_INTERVAL", "60", lambda s: s.retention.interval, 60.0),
+        ("PF_RETENTION_BATCH_SIZE", "50", lambda s: s.retention.batch_size, 50),
     ],
 )
 def test_reads_each_variable(
@@ -142,9 +152,13 @@ PARSE_ERRORS = [
     ("PF_OUTBOX_RELAY_INTERVAL", "0", "greater than zero"),
     ("PF_OUTBOX_LEASE_SECONDS", "-10", "greater than zero"),
     ("PF_OUTBOX_BATCH_SIZE", "-200", "greater than zero"),
+    ("PF_RETENTION_INTERVAL", "0", "greater than zero"),
+    ("PF_RETENTION_BATCH_SIZE", "0", "greater than zero"),
     # negative where zero is allowed
     ("PF_BROKER_PUBLISH_BACKOFF", "-1", "must not be negative"),
     ("PF_RESOURCE_REFRESH_SECONDS", "-0.5", "must not be negative"),
+    ("PF_RETENTION_DAYS", "-1", "must not be negative"),
+    ("PF_RETENTION_DAYS", "30d", "invalid literal"),
     # not a number, or not an integer
     ("PF_SQLITE_BUSY_TIMEOUT", "thirty", "could not convert"),
     ("PF_DATABASE_POOL_SIZE", "5.0", "invalid literal"),

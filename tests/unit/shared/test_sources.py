@@ -10,13 +10,23 @@ from shared.domain import sources
 from shared.domain.matchers import MatcherError
 from shared.domain.sources import SecretRef, Source, StartLimit
 
+OPEN = {"type": "none"}
+
 
 def _webhook(**config: Any) -> dict[str, Any]:
+    config.setdefault("authentication", OPEN)
     return {"type": "webhook", "config": config, "triggerWorkflow": "triage"}
 
 
 class TestPath:
-    @pytest.mark.parametrize("spec", [_webhook(), {"type": "webhook"}, {}, {"config": None}])
+    @pytest.mark.parametrize(
+        "spec",
+        [
+            _webhook(),
+            {"type": "webhook", "config": {"authentication": OPEN}},
+            {"config": {"authentication": OPEN}},
+        ],
+    )
     def test_webhook_defaults_to_its_name(self, spec: dict[str, Any]) -> None:
         assert (
             Source.from_spec("ops", "alertmanager-prod", spec).path == "/webhook/alertmanager-prod"
@@ -35,7 +45,14 @@ class TestPath:
         assert (source.type, source.path) == ("schedule", None)
 
     def test_type_defaults_to_webhook(self) -> None:
-        assert Source.from_spec("ops", "am", {}).type == "webhook"
+        assert Source.from_spec("ops", "am", {"config": {"authentication": OPEN}}).type == "webhook"
+
+    @pytest.mark.parametrize(
+        ("path", "normalized"),
+        [("/hooks/am/", "/hooks/am"), ("/hooks//am", "/hooks/am"), ("//hooks/am//", "/hooks/am")],
+    )
+    def test_stored_paths_are_read_in_canonical_form(self, path: str, normalized: str) -> None:
+        assert Source.from_spec("ops", "am", _webhook(path=path)).path == normalized
 
 
 class TestRateLimit:
@@ -73,17 +90,27 @@ class TestAuthentication:
         source = Source.from_spec("ops", "am", _webhook(authentication=auth))
         assert source.bearer_secret == SecretRef("am-token", "token")
 
+    def test_none_must_be_said(self) -> None:
+        assert Source.from_spec("ops", "am", _webhook(authentication=OPEN)).bearer_secret is None
+
     @pytest.mark.parametrize(
-        "config",
+        "spec",
         [
+            {"type": "webhook", "config": {}},
+            {"type": "webhook"},
             {},
-            {"authentication": None},
-            {"authentication": {}},
-            {"authentication": {"type": "mtls", "secretRef": {"name": "n", "key": "k"}}},
+            {"type": "webhook", "config": {"authentication": None}},
+            {"type": "webhook", "config": {"authentication": {}}},
+            _webhook(authentication={"type": "mtls", "secretRef": {"name": "n", "key": "k"}}),
         ],
     )
-    def test_no_bearer_secret(self, config: dict[str, Any]) -> None:
-        assert Source.from_spec("ops", "am", _webhook(**config)).bearer_secret is None
+    def test_a_webhook_that_does_not_say_is_refused(self, spec: dict[str, Any]) -> None:
+        with pytest.raises(sources.SourceError):
+            Source.from_spec("ops", "am", spec)
+
+    def test_schedules_need_no_authentication(self) -> None:
+        spec = {"type": "schedule", "config": {"cron": "* * * * *"}}
+        assert Source.from_spec("ops", "nightly", spec).bearer_secret is None
 
 
 class TestFilterAndContext:
@@ -112,6 +139,6 @@ class TestFilterAndContext:
 
     @pytest.mark.parametrize("spec", [{}, {"context": None}])
     def test_missing_workflow_and_context(self, spec: dict[str, Any]) -> None:
-        source = Source.from_spec("ops", "am", spec)
+        source = Source.from_spec("ops", "am", {**spec, "config": {"authentication": OPEN}})
         assert source.trigger_workflow is None
         assert source.context == {}

@@ -258,10 +258,35 @@ class TestInvalidBodies:
         body = alertmanager_payload("05-group-mixed-1-resolved-2-firing.json")
         del body["alerts"][2]["startsAt"]
         body["alerts"][1]["status"] = "pending"
+        body["alerts"].pop(0)  # no alert left that could be recorded: the request fails
         assert _errors(body) == {
-            "alerts.1.status": "Must be one of: firing, resolved.",
-            "alerts.2.startsAt": "Missing data for required field.",
+            "alerts.0.status": "Must be one of: firing, resolved.",
+            "alerts.1.startsAt": "Missing data for required field.",
         }
+
+    def test_bad_alerts_are_refused_and_the_good_ones_kept(
+        self, alertmanager_payload: Payload
+    ) -> None:
+        body = alertmanager_payload("05-group-mixed-1-resolved-2-firing.json")
+        del body["alerts"][2]["startsAt"]
+        body["alerts"][1]["status"] = "pending"
+        parsed = webhooks.parse_notification(body)
+        assert [alert.labels["pod"] for alert in parsed.alerts] == ["web-1"]
+        assert parsed.received == 3
+        assert [r.as_json() for r in parsed.refused] == [
+            {
+                "index": 1,
+                "field": "alerts.1.status",
+                "code": "invalid",
+                "reason": "alerts.1.status: Must be one of: firing, resolved.",
+            },
+            {
+                "index": 2,
+                "field": "alerts.2.startsAt",
+                "code": "invalid",
+                "reason": "alerts.2.startsAt: Missing data for required field.",
+            },
+        ]
 
     @pytest.mark.parametrize("version", ["3", "5", "", "4.0"])
     def test_wrong_version(self, version: str) -> None:
@@ -337,7 +362,10 @@ class TestInvalidBodies:
     def test_alert_that_is_not_an_object(self, alert: Any, path: str) -> None:
         body = _minimal()
         body["alerts"].append(alert)
-        assert list(_errors(body)) == [path]
+        (refusal,) = webhooks.parse_notification(body).refused
+        assert (refusal.index, refusal.field, refusal.code) == (1, path, "invalid")
+        body["alerts"].pop(0)
+        assert list(_errors(body)) == [path.replace("alerts.1", "alerts.0")]
 
     def test_reports_every_bad_field_at_once(self) -> None:
         body = _minimal(labels={}, startsAt="yesterday")

@@ -1,0 +1,173 @@
+"""The notifier's Celery app and its per-process runtime.
+
+``create_app(settings)`` builds the app from the shared factory (JSON only, stable
+names, the ``notifier`` queue) and registers the notifier's tasks. What tasks use
+(database sessions, the Sink registry, secrets, an HTTP client, circuit breakers)
+lives in a ``Runtime`` built lazily once per process, because prefork pool
+processes must not share the parent's database connections or sockets.
+
+The worker's main process runs one housekeeping thread (``worker_ready``): the
+recovery pass, which re-sends deliveries whose worker died or whose message was
+lost, and resolutions whose worker died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from celery import Celery, signals
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.notifier import breakers, store
+from services.notifier import sinks as _sinks  # registers the Sink types
+from services.notifier.core.deliveries import Backoff
+from services.notifier.sinks import registries
+from shared import queueing, secrets, workers
+from shared.db.engines import make_engine, make_session_factory
+from shared.db.models import utcnow
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+assert _sinks  # imported for its registrations
+
+
+class Runtime:
+    """What tasks use, built once per process from the settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: Celery,
+        registry: registries.SinkRegistry | None = None,
+        secret_reader: secrets.SecretReader | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.registry = registry or registries.default_registry
+        self.db = make_engine(settings.database)
+        self.session_factory: sessionmaker[Session] = make_session_factory(self.db)
+        if secret_reader is None:
+            secret_reader = (
+                secrets.KubernetesSecrets()
+                if settings.kubernetes_secrets
+                else secrets.folder_reader(settings.secrets_dir)
+            )
+        self.secrets = secrets.CachedSecrets(secret_reader)
+        self.http = http or httpx.Client(timeout=settings.notifier.http_timeout)
+        self.breakers = breakers.Breakers.from_settings(settings)
+        notifier = settings.notifier
+        self.backoff = Backoff(notifier.retry_backoff, notifier.retry_backoff_max)
+        self.public_url = notifier.public_url or f"http://{settings.ingest.bind}"
+        self.pid = os.getpid()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.session_factory.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.http.close()
+        self.breakers.close()
+        self.db.dispose()
+
+
+_runtime_lock = threading.Lock()
+
+
+def runtime_for(app: Celery) -> Runtime:
+    """The process's Runtime for ``app``, rebuilt after a fork."""
+    current: Runtime | None = getattr(app, "pf_runtime", None)
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _runtime_lock:
+        current = getattr(app, "pf_runtime", None)
+        if current is None or current.pid != os.getpid():
+            current = Runtime(app.pf_settings, app)
+            app.pf_runtime = current
+    return current
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
+    """The notifier's Celery app; ``runtime`` lets tests inject registries and clients."""
+    app = queueing.make_celery(settings, name="punchingfist-notifier")
+    app.pf_settings = settings
+    if runtime is not None:
+        app.pf_runtime = runtime
+    # The stdout Sink writes reports to the real standard output; Celery would
+    # otherwise turn them into WARNING log lines.
+    app.conf.worker_redirect_stdouts = False
+    if settings.broker.url.startswith("sqla+"):
+        # As in the engine: kombu's SQLAlchemy transport takes no Redis options and
+        # polls every second by default, which would add up to a second per delivery.
+        from kombu.transport import sqlalchemy as kombu_sqla
+
+        app.conf.broker_transport_options = {}
+        kombu_sqla.Transport.polling_interval = 0.05
+    elif settings.broker.url.startswith("memory:"):
+        app.conf.broker_transport_options = {"polling_interval": 0.05}
+    from services.notifier import tasks
+
+    tasks.register(app)
+    signals.worker_ready.connect(_housekeeping_starter(app), weak=False)
+    return app
+
+
+def _housekeeping_starter(app: Celery) -> Any:
+    def start(sender: Any = None, **_: Any) -> None:
+        if sender is not None and getattr(sender, "app", app) is not app:
+            return
+        Housekeeping(runtime_for(app)).start()
+
+    return start
+
+
+class Housekeeping(threading.Thread):
+    """Runs ``recover_once`` at start and then every ``PF_NOTIFIER_RECOVERY_INTERVAL``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__(name="notifier-recovery", daemon=True)
+        self._runtime = runtime
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = self._runtime.settings.notifier.recovery_interval
+        while True:
+            try:
+                recover_once(self._runtime)
+            except Exception:  # the thread must outlive a database or broker hiccup
+                log.exception("notifier recovery pass failed")
+            if self._stopped.wait(interval):
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
+    """One recovery pass; returns how many messages were sent again."""
+    now = now or utcnow()
+    with runtime.transaction() as session:
+        deliveries = store.due_again(
+            session, now, runtime.settings.notifier.stall_seconds, workers.is_dead
+        )
+        alerts = store.abandoned_resolutions(session, now, workers.is_dead)
+    for delivery_id in deliveries:
+        log.warning("re-sending a delivery", extra={"delivery_id": str(delivery_id)})
+        runtime.app.send_task(
+            queueing.DELIVER, args=[str(delivery_id)], queue=queueing.NOTIFIER_QUEUE
+        )
+    for alert_id in alerts:
+        log.warning("re-sending an alert resolution", extra={"alert_id": str(alert_id)})
+        runtime.app.send_task(
+            queueing.ALERT_RESOLVED, args=[str(alert_id)], queue=queueing.NOTIFIER_QUEUE
+        )
+    return len(deliveries) + len(alerts)

@@ -1,0 +1,127 @@
+"""What a Sink sees of a finished run: the namespace its template and condition read.
+
+One document per delivery, built from the run row, its context and its alert::
+
+    run      {id, phase, workflow, namespace, error, message, startedAt, completedAt,
+              url, escalates}
+    outputs  the Workflow's outputs as the engine rendered them
+    steps    {<name>: {phase, output}} from the run's context
+    alert    the alert as ingest received it (labels, annotations, name, severity,
+             fingerprint, generatorURL, startsAt) plus {id, status, autoResolved,
+             resolvedAt}; {} for a run without an alert (schedule Sources)
+    source   {name, namespace, context}
+    sink     {name, type}
+
+Values from the alert are data: this module only copies them into the namespace,
+and the sandbox that reads them cannot execute anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from shared.domain.alerts import AlertStatus
+from shared.domain.runs import RunPhase
+
+RESOLVED = AlertStatus.RESOLVED
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFacts:
+    """The columns of a finished run the notifier reads."""
+
+    id: str
+    phase: str
+    workflow: str
+    namespace: str
+    context: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    error: str | None = None
+    message: str | None = None
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertFacts:
+    """The alert row's lifecycle columns (the context holds what ingest received)."""
+
+    id: str
+    status: str
+    auto_resolved: bool = False
+    resolved_at: dt.datetime | None = None
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    generator_url: str | None = None
+    starts_at: dt.datetime | None = None
+    alert_name: str = ""
+    severity: str = ""
+    fingerprint: str = ""
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def escalates(run_phase: str, alert: AlertFacts | None) -> bool:
+    """Whether the run hands its alert to a human: it ran (Succeeded or Failed) and
+    the alert is not resolved (by the workflow or by AlertManager) meanwhile."""
+    if run_phase not in (RunPhase.SUCCEEDED, RunPhase.FAILED) or alert is None:
+        return False
+    return alert.status != RESOLVED
+
+
+def run_url(public_url: str, run_id: str) -> str:
+    return f"{public_url.rstrip('/')}/api/v1/runs/{run_id}"
+
+
+def namespace(
+    run: RunFacts,
+    alert: AlertFacts | None,
+    *,
+    sink_name: str,
+    sink_type: str,
+    public_url: str,
+) -> dict[str, Any]:
+    context = run.context
+    alert_doc: dict[str, Any] = {}
+    if alert is not None:
+        received = dict(context.get("alert") or {})
+        # The context is what the run saw; the row adds what happened since. A run
+        # started without a context alert (an API start) still gets the row's facts.
+        alert_doc = {
+            "name": alert.alert_name,
+            "severity": alert.severity,
+            "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations),
+            "generatorURL": alert.generator_url,
+            "fingerprint": alert.fingerprint,
+            "startsAt": _iso(alert.starts_at),
+            **received,
+            "id": alert.id,
+            "status": alert.status,
+            "autoResolved": alert.auto_resolved,
+            "resolvedAt": _iso(alert.resolved_at),
+        }
+    return {
+        "run": {
+            "id": run.id,
+            "phase": run.phase,
+            "workflow": run.workflow,
+            "namespace": run.namespace,
+            "error": run.error,
+            "message": run.message,
+            "startedAt": _iso(run.started_at),
+            "completedAt": _iso(run.completed_at),
+            "url": run_url(public_url, run.id),
+            "escalates": escalates(run.phase, alert),
+        },
+        "outputs": dict(run.outputs),
+        "steps": dict(context.get("steps") or {}),
+        "alert": alert_doc,
+        "source": dict(context.get("source") or {}),
+        "sink": {"name": sink_name, "type": sink_type},
+    }

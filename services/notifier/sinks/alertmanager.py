@@ -1,0 +1,158 @@
+"""The ``alertmanager`` Sink: silence the alert, or annotate it, through API v2.
+
+``silence``: a silence matching every label of the alert (equality matchers) for
+``silenceDuration``, ``createdBy: punching-fist``, with the run's summary, its link
+and a marker naming the delivery in the comment. Its id is kept on the alert's
+Sink state and the silence is expired (``DELETE /api/v2/silence/<id>``) when the
+alert resolves. Before creating one on a later attempt, the silences are searched
+for the marker, so that an attempt whose answer was lost does not leave two.
+
+``annotate``: AlertManager has no call to change an alert's annotations. The alert
+is re-posted (``POST /api/v2/alerts``) with its labels and ``startsAt`` and the
+annotations ``ai_summary``, ``ai_root_cause`` and ``ai_confidence`` added. The next
+time Prometheus re-sends the alert (every ``resend_delay``, 1 minute by default)
+its own annotations replace ours: the annotation is a snapshot for whoever looks at
+AlertManager soon after the run, not a lasting record (the run and the Slack thread
+are that).
+
+Neither action is taken for an alert that is already resolved: a silence would mute
+the next occurrence of the same labels, and a re-post would make AlertManager
+believe the alert fires again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from services.notifier.sinks import registries
+from shared.errors import PermanentError
+
+CREATED_BY = "punching-fist"
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration as the Sink schema accepts it (``1h30m``, ``2d``)."""
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise PermanentError(f"silenceDuration {text!r} is not a duration such as 1h or 1h30m")
+    return sum(int(number) * _UNITS[unit] for number, unit in parts)
+
+
+def marker(delivery_id: str) -> str:
+    return f"[punching-fist delivery {delivery_id}]"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@registries.register()
+class AlertManagerSink(registries.Sink):
+    type = "alertmanager"
+
+    def render(self, target: registries.Target, message: Mapping[str, Any]) -> dict[str, Any]:
+        alert = message.get("alert") or {}
+        run = message["run"]
+        outputs = message.get("outputs") or {}
+        summary = _text(outputs.get("summary") or run.get("message") or run.get("error"))
+        findings = {
+            "ai_summary": summary,
+            "ai_root_cause": _text(outputs.get("rootCause")),
+            "ai_confidence": _text(outputs.get("confidence")),
+        }
+        labels = dict(alert.get("labels") or {})
+        return {
+            "labels": labels,
+            "matchers": [
+                {"name": name, "value": value, "isRegex": False, "isEqual": True}
+                for name, value in sorted(labels.items())
+            ],
+            "comment": "\n".join(
+                part
+                for part in (
+                    summary or f"Workflow {run['workflow']} ended {run['phase']}",
+                    run["url"],
+                )
+                if part
+            ),
+            "duration": parse_duration(str(target.config.get("silenceDuration", "1h"))),
+            "alert": {
+                "labels": labels,
+                "annotations": {
+                    **dict(alert.get("annotations") or {}),
+                    **{key: value for key, value in findings.items() if value},
+                },
+                "startsAt": alert.get("startsAt"),
+                "generatorURL": alert.get("generatorURL") or None,
+            },
+        }
+
+    def send(self, payload: Any, ctx: registries.SendContext) -> registries.Sent:
+        if not payload["labels"]:
+            raise PermanentError("an alertmanager Sink needs a run started by an alert")
+        if ctx.alert_resolved:
+            return registries.Sent({"skipped": "the alert is resolved already"})
+        base = str(ctx.target.config["url"]).rstrip("/")
+        actions = list(ctx.target.config.get("actions") or ["annotate"])
+        reference: dict[str, Any] = {}
+        state: dict[str, Any] = {}
+        if "silence" in actions:
+            silence_id = self._silence(base, payload, ctx)
+            reference["silenceId"] = silence_id
+            state["silence_id"] = silence_id
+        if "annotate" in actions:
+            alert = {k: v for k, v in payload["alert"].items() if v is not None}
+            ctx.http.post(f"{base}/api/v2/alerts", json=[alert]).raise_for_status()
+            reference["annotated"] = True
+        return registries.Sent(reference, state)
+
+    @staticmethod
+    def _silence(base: str, payload: Mapping[str, Any], ctx: registries.SendContext) -> str:
+        if ctx.state is not None and ctx.state.silence_id:
+            # One silence per alert and Sink: a later run's delivery keeps it.
+            return ctx.state.silence_id
+        tag = marker(ctx.delivery_id)
+        if ctx.may_have_sent:
+            response = ctx.http.get(f"{base}/api/v2/silences")
+            response.raise_for_status()
+            for silence in response.json():
+                if (
+                    silence.get("createdBy") == CREATED_BY
+                    and tag in (silence.get("comment") or "")
+                    and (silence.get("status") or {}).get("state") != "expired"
+                ):
+                    return str(silence["id"])
+        now = dt.datetime.now(dt.UTC)
+        body = {
+            "matchers": payload["matchers"],
+            "startsAt": now.isoformat(),
+            "endsAt": (now + dt.timedelta(seconds=payload["duration"])).isoformat(),
+            "createdBy": CREATED_BY,
+            "comment": f"{payload['comment']}\n{tag}",
+        }
+        response = ctx.http.post(f"{base}/api/v2/silences", json=body)
+        response.raise_for_status()
+        silence_id = response.json().get("silenceID")
+        if not silence_id:
+            raise PermanentError(
+                f"AlertManager answered without a silenceID: {response.text[:200]}"
+            )
+        return str(silence_id)
+
+    def resolve(self, ctx: registries.ResolveContext) -> Mapping[str, Any]:
+        silence_id = ctx.state.silence_id
+        if not silence_id or ctx.progress.get("expired"):
+            return {}
+        base = str(ctx.target.config["url"]).rstrip("/")
+        response = ctx.http.delete(f"{base}/api/v2/silence/{silence_id}")
+        # 404: gone already (garbage-collected); AlertManager answers 500 with
+        # "already expired" for one that ended: either way there is nothing to undo.
+        if response.status_code == 404 or "already expired" in response.text:
+            return {"expired": True}
+        response.raise_for_status()
+        return {"expired": True}

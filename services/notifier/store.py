@@ -1,0 +1,561 @@
+"""The notifier's reads and writes: deliveries, their claims, and the alerts' Sink state.
+
+Every write that moves a delivery is a compare-and-set on what the reader saw (its
+phase, attempt count and claimant), so that two messages for one delivery, or a
+worker that lost its claim to a recovery pass, can never both send or both record.
+The functions take a session and leave committing to the caller.
+
+What this module must not do: call a Sink or the broker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.notifier.core import deliveries, messages
+from services.notifier.core.deliveries import Phase
+from services.notifier.sinks.registries import AlertState, Target
+from shared.db.models import Alert, AlertSinkState, Resource, SinkDelivery, WorkflowRun
+from shared.domain import alerts as alert_domain
+
+log = logging.getLogger(__name__)
+
+_DELIVERIES = cast(sa.Table, SinkDelivery.__table__)
+_RUNS = cast(sa.Table, WorkflowRun.__table__)
+_ALERTS = cast(sa.Table, Alert.__table__)
+_STATES = cast(sa.Table, AlertSinkState.__table__)
+_RESOURCES = cast(sa.Table, Resource.__table__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A delivery with its run, alert and Sink, as the deliver task sees them."""
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    sink_name: str
+    phase: str
+    attempts: int
+    worker: str | None
+    lease_until: dt.datetime | None
+    next_attempt_at: dt.datetime | None
+    created_at: dt.datetime
+    run: messages.RunFacts
+    alert: messages.AlertFacts | None
+    # None when no Sink of that name exists in the run's namespace.
+    target: Target | None
+
+
+def _alert_facts(row: Any) -> messages.AlertFacts:
+    return messages.AlertFacts(
+        id=str(row.id),
+        status=row.status,
+        auto_resolved=bool(row.auto_resolved),
+        resolved_at=row.resolved_at,
+        labels=dict(row.labels or {}),
+        annotations=dict(row.annotations or {}),
+        generator_url=row.generator_url,
+        starts_at=row.starts_at,
+        alert_name=row.alert_name or "",
+        severity=row.severity or "",
+        fingerprint=row.fingerprint or "",
+    )
+
+
+def target_of(session: Session, namespace: str, name: str) -> Target | None:
+    spec = session.execute(
+        sa.select(_RESOURCES.c.spec).where(
+            _RESOURCES.c.kind == "Sink",
+            _RESOURCES.c.namespace == namespace,
+            _RESOURCES.c.name == name,
+        )
+    ).scalar_one_or_none()
+    if spec is None:
+        return None
+    return Target(
+        name=name,
+        namespace=namespace,
+        type=str(spec.get("type")),
+        config=dict(spec.get("config") or {}),
+        condition=spec.get("condition"),
+    )
+
+
+def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
+    row = session.execute(
+        sa.select(
+            _DELIVERIES,
+            _RUNS.c.phase.label("run_phase"),
+            _RUNS.c.workflow_name,
+            _RUNS.c.namespace,
+            _RUNS.c.context,
+            _RUNS.c.outputs,
+            _RUNS.c.error.label("run_error"),
+            _RUNS.c.message.label("run_message"),
+            _RUNS.c.started_at,
+            _RUNS.c.completed_at,
+            _RUNS.c.alert_id,
+        )
+        .join(_RUNS, _RUNS.c.id == _DELIVERIES.c.run_id)
+        .where(_DELIVERIES.c.id == delivery_id)
+    ).first()
+    if row is None:
+        return None
+    alert = None
+    if row.alert_id is not None:
+        alert_row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == row.alert_id)).first()
+        alert = _alert_facts(alert_row) if alert_row is not None else None
+    run = messages.RunFacts(
+        id=str(row.run_id),
+        phase=row.run_phase,
+        workflow=row.workflow_name,
+        namespace=row.namespace,
+        context=dict(row.context or {}),
+        outputs=dict(row.outputs or {}),
+        error=row.run_error,
+        message=row.run_message,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+    )
+    return Loaded(
+        id=row.id,
+        run_id=row.run_id,
+        sink_name=row.sink_name,
+        phase=row.phase,
+        attempts=row.attempts,
+        worker=row.worker,
+        lease_until=row.lease_until,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        run=run,
+        alert=alert,
+        target=target_of(session, row.namespace, row.sink_name),
+    )
+
+
+def _as_seen(loaded: Loaded) -> sa.ColumnElement[bool]:
+    """The delivery is still as ``load`` saw it: Pending, same attempts, same claimant."""
+    worker = (
+        _DELIVERIES.c.worker.is_(None)
+        if loaded.worker is None
+        else _DELIVERIES.c.worker == loaded.worker
+    )
+    return sa.and_(
+        _DELIVERIES.c.id == loaded.id,
+        _DELIVERIES.c.phase == Phase.PENDING,
+        _DELIVERIES.c.attempts == loaded.attempts,
+        worker,
+    )
+
+
+def claim(session: Session, loaded: Loaded, worker: str, now: dt.datetime, lease: float) -> bool:
+    """Take the delivery for one attempt; False when someone else changed it first."""
+    result = session.execute(
+        sa.update(_DELIVERIES)
+        .where(_as_seen(loaded))
+        .values(
+            worker=worker,
+            lease_until=now + dt.timedelta(seconds=lease),
+            attempts=loaded.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def finish_unsent(
+    session: Session, loaded: Loaded, phase: Phase, error: str | None, now: dt.datetime
+) -> bool:
+    """Skipped (condition false) or Failed before any send (no Sink, bad template)."""
+    result = session.execute(
+        sa.update(_DELIVERIES)
+        .where(_as_seen(loaded))
+        .values(phase=phase, error=error, next_attempt_at=None, updated_at=now)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def hold(
+    session: Session, loaded: Loaded, reason: str, until: dt.datetime, now: dt.datetime
+) -> bool:
+    """Leave the delivery Pending until ``until`` without using an attempt."""
+    result = session.execute(
+        sa.update(_DELIVERIES)
+        .where(_as_seen(loaded))
+        .values(error=reason, next_attempt_at=until, updated_at=now)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# -- the alert's Sink state ------------------------------------------------------
+
+
+def _insert_ignore(session: Session, values: Mapping[str, Any]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_STATES)
+    session.execute(insert.values(**values).on_conflict_do_nothing())
+
+
+def _state_key(alert_id: uuid.UUID, sink_name: str) -> sa.ColumnElement[bool]:
+    return sa.and_(_STATES.c.alert_id == alert_id, _STATES.c.sink_name == sink_name)
+
+
+def alert_state(session: Session, alert_id: uuid.UUID, sink_name: str) -> AlertState | None:
+    row = session.execute(sa.select(_STATES).where(_state_key(alert_id, sink_name))).first()
+    if row is None:
+        return None
+    return AlertState(channel=row.channel, thread_ts=row.thread_ts, silence_id=row.silence_id)
+
+
+def claim_thread(
+    session: Session,
+    alert_id: uuid.UUID,
+    target: Target,
+    delivery_id: uuid.UUID,
+    now: dt.datetime,
+) -> AlertState | None:
+    """The alert's thread for a threaded Sink, claiming its parent if nobody has.
+
+    Returns the thread to reply in, or a state with ``owns_parent`` when this
+    delivery is to post the parent, or None when another delivery holds that claim
+    (wait for it). On PostgreSQL the insert of a concurrent claimant waits for the
+    first one's commit and then does nothing; SQLite serialises writers anyway.
+    """
+    sink_name = target.name
+    _insert_ignore(
+        session,
+        {
+            "alert_id": alert_id,
+            "sink_name": sink_name,
+            "sink_namespace": target.namespace,
+            "parent_delivery_id": delivery_id,
+            "resolution_attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    # A claim released by a delivery that failed for good is free to take.
+    session.execute(
+        sa.update(_STATES)
+        .where(
+            _state_key(alert_id, sink_name),
+            _STATES.c.thread_ts.is_(None),
+            _STATES.c.parent_delivery_id.is_(None),
+        )
+        .values(parent_delivery_id=delivery_id, updated_at=now)
+    )
+    row = session.execute(sa.select(_STATES).where(_state_key(alert_id, sink_name))).one()
+    if row.thread_ts:
+        return AlertState(channel=row.channel, thread_ts=row.thread_ts, silence_id=row.silence_id)
+    if row.parent_delivery_id == delivery_id:
+        return AlertState(channel=row.channel, silence_id=row.silence_id, owns_parent=True)
+    return None
+
+
+def _save_state(
+    session: Session,
+    alert_id: uuid.UUID,
+    target: Target,
+    values: Mapping[str, Any],
+    now: dt.datetime,
+) -> None:
+    sink_name = target.name
+    _insert_ignore(
+        session,
+        {
+            "alert_id": alert_id,
+            "sink_name": sink_name,
+            "sink_namespace": target.namespace,
+            "resolution_attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    session.execute(
+        sa.update(_STATES).where(_state_key(alert_id, sink_name)).values(**values, updated_at=now)
+    )
+
+
+# -- records ---------------------------------------------------------------------
+
+
+def record(
+    session: Session,
+    loaded: Loaded,
+    *,
+    worker: str,
+    attempt: int,
+    decision: deliveries.Record,
+    reference: Mapping[str, Any] | None,
+    state: Mapping[str, Any],
+    threaded: bool,
+    tells_humans: bool,
+    now: dt.datetime,
+) -> bool:
+    """Write one attempt's result; False when the claim was lost (nothing written)."""
+    values: dict[str, Any] = {
+        "phase": decision.phase,
+        "error": decision.error,
+        "worker": None,
+        "lease_until": None,
+        "updated_at": now,
+    }
+    if decision.phase is Phase.DELIVERED:
+        values.update(response=dict(reference or {}), sent_at=now, next_attempt_at=None)
+    elif decision.retry_in is not None:
+        values["next_attempt_at"] = now + dt.timedelta(seconds=decision.retry_in)
+        if not decision.counts:
+            values["attempts"] = attempt - 1
+    result = session.execute(
+        sa.update(_DELIVERIES)
+        .where(
+            _DELIVERIES.c.id == loaded.id,
+            _DELIVERIES.c.phase == Phase.PENDING,
+            _DELIVERIES.c.worker == worker,
+            _DELIVERIES.c.attempts == attempt,
+        )
+        .values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    alert = loaded.alert
+    if alert is None:
+        return True
+    alert_id = uuid.UUID(alert.id)
+    if state and loaded.target is not None:
+        _save_state(session, alert_id, loaded.target, state, now)
+    if decision.phase is Phase.FAILED and threaded:
+        # Give the parent claim back, so that the alert's next delivery can post it.
+        session.execute(
+            sa.update(_STATES)
+            .where(
+                _state_key(alert_id, loaded.sink_name),
+                _STATES.c.parent_delivery_id == loaded.id,
+                _STATES.c.thread_ts.is_(None),
+            )
+            .values(parent_delivery_id=None, updated_at=now)
+        )
+    if (
+        decision.phase is Phase.DELIVERED
+        and tells_humans
+        and messages.escalates(loaded.run.phase, alert)
+    ):
+        escalate(session, alert_id, now)
+    return True
+
+
+def escalate(session: Session, alert_id: uuid.UUID, now: dt.datetime) -> bool:
+    """triaging -> escalated: a person was told about the alert (compare-and-set)."""
+    change = alert_domain.transition(
+        alert_domain.AlertStatus.TRIAGING, alert_domain.AlertStatus.ESCALATED, at=now
+    )
+    result = session.execute(
+        sa.update(_ALERTS)
+        .where(_ALERTS.c.id == alert_id, _ALERTS.c.status == alert_domain.AlertStatus.TRIAGING)
+        .values(status=str(change.status), updated_at=now, **change.timestamps)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# -- recovery --------------------------------------------------------------------
+
+
+def due_again(
+    session: Session, now: dt.datetime, stall_seconds: float, is_dead: Callable[[str], bool]
+) -> list[uuid.UUID]:
+    """Pending deliveries whose message is lost or whose sender died; each is touched
+    (compare-and-set) so that one recovery pass among several re-sends it."""
+    stalled_before = now - dt.timedelta(seconds=stall_seconds)
+    due_at = sa.func.coalesce(_DELIVERIES.c.next_attempt_at, _DELIVERIES.c.created_at)
+    rows = session.execute(
+        sa.select(
+            _DELIVERIES.c.id,
+            _DELIVERIES.c.worker,
+            _DELIVERIES.c.lease_until,
+            _DELIVERIES.c.attempts,
+            _DELIVERIES.c.next_attempt_at,
+        ).where(
+            _DELIVERIES.c.phase == Phase.PENDING,
+            sa.or_(_DELIVERIES.c.worker.is_not(None), due_at < stalled_before),
+        )
+    ).all()
+    found = []
+    for row in rows:
+        if row.worker is not None:
+            expired = row.lease_until is None or row.lease_until <= now
+            if not (expired or is_dead(row.worker)):
+                continue
+            same = sa.and_(
+                _DELIVERIES.c.worker == row.worker, _DELIVERIES.c.attempts == row.attempts
+            )
+            values: dict[str, Any] = {
+                "worker": None,
+                "lease_until": None,
+                "error": f"worker {row.worker} was lost during attempt {row.attempts}",
+            }
+        else:
+            same = sa.and_(
+                _DELIVERIES.c.worker.is_(None),
+                _DELIVERIES.c.next_attempt_at.is_(None)
+                if row.next_attempt_at is None
+                else _DELIVERIES.c.next_attempt_at == row.next_attempt_at,
+            )
+            values = {}
+        result = session.execute(
+            sa.update(_DELIVERIES)
+            .where(_DELIVERIES.c.id == row.id, _DELIVERIES.c.phase == Phase.PENDING, same)
+            .values(**values, next_attempt_at=now, updated_at=now)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            found.append(row.id)
+    return found
+
+
+# -- resolution ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """One (alert, Sink) state to update or undo because the alert resolved."""
+
+    alert_id: uuid.UUID
+    sink_name: str
+    sink_namespace: str
+    state: AlertState
+    # A delivery holds the parent claim but has not recorded the parent yet.
+    parent_in_flight: bool
+    worker: str | None
+    lease_until: dt.datetime | None
+    attempts: int
+    progress: dict[str, Any]
+
+
+def resolutions(
+    session: Session, alert_id: uuid.UUID
+) -> tuple[messages.AlertFacts | None, list[Resolution]]:
+    """The alert and its Sink states that still have something to resolve."""
+    alert_row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == alert_id)).first()
+    if alert_row is None:
+        return None, []
+    rows = session.execute(
+        sa.select(_STATES)
+        .where(_STATES.c.alert_id == alert_id, _STATES.c.resolved_at.is_(None))
+        .order_by(_STATES.c.sink_name)
+    ).all()
+    found = [
+        Resolution(
+            alert_id=alert_id,
+            sink_name=row.sink_name,
+            sink_namespace=row.sink_namespace,
+            state=AlertState(
+                channel=row.channel, thread_ts=row.thread_ts, silence_id=row.silence_id
+            ),
+            parent_in_flight=row.parent_delivery_id is not None and row.thread_ts is None,
+            worker=row.worker,
+            lease_until=row.lease_until,
+            attempts=row.resolution_attempts,
+            progress=dict(row.resolution or {}),
+        )
+        for row in rows
+    ]
+    return _alert_facts(alert_row), found
+
+
+def _resolution_as_seen(item: Resolution) -> sa.ColumnElement[bool]:
+    worker = _STATES.c.worker.is_(None) if item.worker is None else _STATES.c.worker == item.worker
+    return sa.and_(
+        _state_key(item.alert_id, item.sink_name),
+        _STATES.c.resolved_at.is_(None),
+        _STATES.c.resolution_attempts == item.attempts,
+        worker,
+    )
+
+
+def claim_resolution(
+    session: Session, item: Resolution, worker: str, now: dt.datetime, lease: float
+) -> bool:
+    result = session.execute(
+        sa.update(_STATES)
+        .where(_resolution_as_seen(item))
+        .values(
+            worker=worker,
+            lease_until=now + dt.timedelta(seconds=lease),
+            resolution_attempts=item.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def record_resolution(
+    session: Session,
+    item: Resolution,
+    *,
+    worker: str,
+    attempt: int,
+    progress: Mapping[str, Any],
+    error: str | None,
+    done: bool,
+    now: dt.datetime,
+) -> bool:
+    """Progress of one attempt; ``done`` ends the resolution (finished or given up)."""
+    result = session.execute(
+        sa.update(_STATES)
+        .where(
+            _state_key(item.alert_id, item.sink_name),
+            _STATES.c.worker == worker,
+            _STATES.c.resolution_attempts == attempt,
+            _STATES.c.resolved_at.is_(None),
+        )
+        .values(
+            worker=None,
+            lease_until=None,
+            resolution={**item.progress, **progress},
+            resolution_error=error,
+            resolved_at=now if done else None,
+            updated_at=now,
+        )
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def abandoned_resolutions(
+    session: Session, now: dt.datetime, is_dead: Callable[[str], bool]
+) -> list[uuid.UUID]:
+    """Alerts whose resolution was claimed by a worker that died or ran out of lease;
+    the claims are released (compare-and-set) and the alerts returned to re-send."""
+    rows = session.execute(
+        sa.select(
+            _STATES.c.alert_id,
+            _STATES.c.sink_name,
+            _STATES.c.worker,
+            _STATES.c.lease_until,
+            _STATES.c.resolution_attempts,
+        ).where(_STATES.c.resolved_at.is_(None), _STATES.c.worker.is_not(None))
+    ).all()
+    found: list[uuid.UUID] = []
+    for row in rows:
+        expired = row.lease_until is None or row.lease_until <= now
+        if not (expired or is_dead(row.worker)):
+            continue
+        result = session.execute(
+            sa.update(_STATES)
+            .where(
+                _state_key(row.alert_id, row.sink_name),
+                _STATES.c.worker == row.worker,
+                _STATES.c.resolution_attempts == row.resolution_attempts,
+            )
+            .values(worker=None, lease_until=None, updated_at=now)
+        )
+        if result.rowcount == 1 and row.alert_id not in found:  # type: ignore[attr-defined]
+            found.append(row.alert_id)
+    return found

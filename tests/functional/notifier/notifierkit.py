@@ -1,0 +1,251 @@
+"""Helpers for the notifier tests: a store harness that writes finished runs and
+their deliveries the way the engine does, and a real ``punchingfist notifier``
+worker process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from shared.db import resources
+from shared.db.engines import make_engine, make_session_factory
+from shared.db.models import Alert, AlertSinkState, SinkDelivery, WorkflowRun, utcnow
+from shared.settings import DatabaseSettings
+
+REPO = Path(__file__).parents[3]
+SLACK_TOKEN = "xoxb-test-token"
+
+
+def slack_sink(api_url: str, **config: Any) -> dict[str, Any]:
+    return {
+        "type": "slack",
+        "config": {
+            "channel": "#incidents",
+            "tokenSecretRef": {"name": "slack-bot", "key": "token"},
+            "threadUpdates": True,
+            "mentions": [],
+            "apiUrl": api_url,
+            **config,
+        },
+    }
+
+
+class Harness:
+    """Reads and writes the store like the engine and the controller would."""
+
+    def __init__(self, url: str, secrets_dir: Path) -> None:
+        self.url = url
+        self.engine = make_engine(DatabaseSettings(url=url))
+        self.sessions = make_session_factory(self.engine)
+        self.secrets_dir = secrets_dir
+
+    def put_secret(self, name: str, key: str, value: str) -> None:
+        folder = self.secrets_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_text(value + "\n")
+
+    def put_sink(self, name: str, spec: dict[str, Any], namespace: str = "default") -> None:
+        from shared.resources import schemas
+
+        normalized = schemas.normalize("Sink", name, spec)
+        with self.sessions.begin() as session:
+            resources.upsert(session, "Sink", namespace, name, normalized)
+
+    def add_alert(
+        self,
+        labels: dict[str, str] | None = None,
+        status: str = "triaging",
+        generator_url: str | None = "http://prometheus:9090/graph?g0.expr=up",
+        annotations: dict[str, str] | None = None,
+        starts_at: dt.datetime | None = None,
+    ) -> uuid.UUID:
+        labels = labels or {
+            "alertname": "PodCrashLooping",
+            "severity": "critical",
+            "namespace": "prod",
+            "pod": "web-1",
+        }
+        annotations = (
+            annotations
+            if annotations is not None
+            else {"summary": "web-1 restarts", "runbook_url": "https://runbooks/crash"}
+        )
+        alert_id = uuid.uuid4()
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.insert(Alert.__table__).values(
+                    id=alert_id,
+                    fingerprint=uuid.uuid4().hex[:16],
+                    starts_at=starts_at or utcnow() - dt.timedelta(minutes=2),
+                    status=status,
+                    severity=labels.get("severity", ""),
+                    alert_name=labels.get("alertname", ""),
+                    labels=labels,
+                    annotations=annotations,
+                    generator_url=generator_url,
+                    source_name="alertmanager",
+                    workflow_name="triage",
+                )
+            )
+        return alert_id
+
+    def add_finished_run(
+        self,
+        sinks: Sequence[str],
+        alert_id: uuid.UUID | None = None,
+        *,
+        phase: str = "Succeeded",
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        namespace: str = "default",
+    ) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
+        """A finished run and one Pending delivery per Sink, in one transaction, as the
+        engine's last step writes them. Returns (run id, {sink: delivery id})."""
+        run_id = uuid.uuid4()
+        now = utcnow()
+        alert_context: dict[str, Any] = {}
+        if alert_id is not None:
+            alert = self.alert(alert_id)
+            alert_context = {
+                "status": "firing",
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "startsAt": alert.starts_at.isoformat(),
+                "generatorURL": alert.generator_url,
+                "fingerprint": alert.fingerprint,
+                "name": alert.alert_name,
+                "severity": alert.severity,
+            }
+        delivery_ids = {name: uuid.uuid4() for name in sinks}
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.insert(WorkflowRun.__table__).values(
+                    id=run_id,
+                    workflow_name="triage",
+                    namespace=namespace,
+                    source_name="alertmanager",
+                    alert_id=alert_id,
+                    trigger="alert",
+                    phase=phase,
+                    input_context={"alert": alert_context},
+                    context={
+                        "alert": alert_context,
+                        "source": {"name": "alertmanager", "namespace": namespace, "context": {}},
+                        "steps": {
+                            "look": {"phase": "Succeeded", "output": {"stdout": "restarts: 7"}},
+                        },
+                        "run": {"id": str(run_id), "workflow": "triage", "namespace": namespace},
+                    },
+                    outputs=outputs
+                    if outputs is not None
+                    else {
+                        "summary": "web-1 is OOMKilled",
+                        "rootCause": "memory limit 128Mi is too low",
+                        "confidence": "0.9",
+                    },
+                    error=error,
+                    started_at=now - dt.timedelta(seconds=5),
+                    completed_at=now,
+                    updated_at=now,
+                )
+            )
+            for name, delivery_id in delivery_ids.items():
+                session.execute(
+                    sa.insert(SinkDelivery.__table__).values(
+                        id=delivery_id,
+                        run_id=run_id,
+                        sink_name=name,
+                        phase="Pending",
+                        attempts=0,
+                        created_at=now,
+                    )
+                )
+        return run_id, delivery_ids
+
+    def resolve(self, alert_id: uuid.UUID, *, auto: bool = False) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.update(Alert.__table__)
+                .where(Alert.__table__.c.id == alert_id)
+                .values(status="resolved", resolved_at=utcnow(), auto_resolved=auto)
+            )
+
+    def alert(self, alert_id: uuid.UUID) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(Alert.__table__).where(Alert.__table__.c.id == alert_id)
+            ).one()
+
+    def delivery(self, delivery_id: uuid.UUID) -> Any:
+        table = SinkDelivery.__table__
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(table).where(table.c.id == delivery_id)).one()
+
+    def state(self, alert_id: uuid.UUID, sink: str) -> Any:
+        table = AlertSinkState.__table__
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(table).where(table.c.alert_id == alert_id, table.c.sink_name == sink)
+            ).first()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.02)
+
+
+class NotifierProcess:
+    """``punchingfist notifier`` as a child process in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "notifier"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as when a node dies."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

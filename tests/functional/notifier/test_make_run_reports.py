@@ -1,0 +1,96 @@
+"""``punchingfist run`` (what ``make run`` starts) on the embedded default: an alert
+posted to ingest is investigated by the engine and its report appears on the
+terminal, printed by the notifier's stdout Sink from ``examples/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from notifierkit import REPO, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _post(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={
+            "Authorization": "Bearer dev-token-change-me",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
+    env.update(
+        {
+            "PF_VAR_DIR": str(tmp_path / "var"),
+            "PF_SECRETS_DIR": str(REPO / "examples" / "secrets"),
+            "PF_ENGINE_CONCURRENCY": "1",
+            "PF_NOTIFIER_CONCURRENCY": "1",
+            "PF_INGEST_WORKERS": "1",
+        }
+    )
+    out = tmp_path / "stdout"
+    with out.open("wb") as stdout:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "run",
+                "--config-dir",
+                "examples",
+                "--bind",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        body = (REPO / "tests/fixtures/alertmanager/01-firing-single.json").read_bytes()
+        pod = json.loads(body)["alerts"][0]["labels"]["pod"]
+        wait_for(
+            lambda: _post(f"http://127.0.0.1:{port}/webhook/alertmanager", body) or time.sleep(0.5),
+            60,
+            "ingest did not accept the alert",
+        )
+        report = wait_for(
+            lambda: "run Succeeded ==" in (text := out.read_text()) and text,
+            60,
+            "no report on stdout",
+        )
+        assert "== Punching Fist: KubePodCrashLooping (critical): run Succeeded ==" in report
+        assert f"pod={pod}" in report
+        assert "steps      record Succeeded, is-critical Succeeded, escalate Succeeded" in report
+    finally:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(30)
