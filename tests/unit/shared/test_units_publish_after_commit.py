@@ -8,6 +8,7 @@ inside it, and gone after.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
@@ -109,3 +110,33 @@ def test_log_fields_are_bound_inside_the_unit_only(
     assert (inside.run_id, inside.task_id) == ("r1", "t1")  # type: ignore[attr-defined]
     assert own.run_id == "mine"  # type: ignore[attr-defined]
     assert not hasattr(after, "run_id")
+
+
+def test_a_core_unit_writes_on_a_connection_and_publishes_through_its_own_publish(
+    sessions: sessionmaker[Session],
+) -> None:
+    # Ingest's shape: no ORM session, a lock held only until commit, its own publish.
+    engine = sessions.kw["bind"]
+    publisher = SeeingPublisher(engine)
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def lock() -> Iterator[None]:
+        events.append("locked")
+        yield
+        events.append("unlocked")
+
+    def publish(tasks: Sequence[outbox.PendingTask]) -> int:
+        events.append("publish")
+        publisher.publish_many([(t.task_name, t.queue, t.args, str(t.id)) for t in tasks])
+        return len(tasks)
+
+    work = units.Units(sessions, publisher, publish=publish, lock=lock, core=engine)
+    with work.begin() as unit:
+        (task,) = outbox.add(unit.connection, [("engine.start_workflows", "engine", [[]])], 30)
+        unit.publish_after_commit([task])
+        with pytest.raises(TypeError, match="Core"):
+            _ = unit.session
+    assert events == ["locked", "unlocked", "publish"]
+    assert publisher.sent == [(str(task.id), True)]
+    assert unit.published == 1
