@@ -4,14 +4,23 @@ Configured once by each entry point; modules only call ``logging.getLogger``. Bo
 formats carry the same fields: JSON objects for machines (the default), and for a
 terminal (``PF_LOG_FORMAT=text``) the message followed by ``key=value`` pairs, so a
 line such as ``invalid resource file`` still says which file and why.
+
+Fields can also be bound for a stretch of code (``bound(task_id=..., run_id=...)``,
+as the unit of work in ``shared.units`` does): every record logged meanwhile, by any
+module, carries them unless it gives the same key itself. They live in a context
+variable, so threads and concurrent tasks never see each other's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
 import sys
+import types
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 # Attributes every LogRecord has; anything else came from ``extra=`` and is emitted.
@@ -20,6 +29,35 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 # Libraries that log set-up chatter at INFO: alembic announces each of its plugins
 # (seven lines per process start) before any migration runs.
 _QUIET_LOGGERS = ("alembic.runtime.plugins",)
+
+
+_BOUND: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "punchingfist_log_fields", default=types.MappingProxyType({})
+)
+
+
+@contextlib.contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every record logged inside the block (nests; inner wins)."""
+    token = _BOUND.set({**_BOUND.get(), **fields})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+class BoundFields(logging.Filter):
+    """Copies the bound fields onto each record; a record's own ``extra`` wins.
+
+    A handler filter rather than a formatter step, so that the fields are taken in
+    the thread that logged (where the context variable holds them).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _BOUND.get().items():
+            if key not in record.__dict__:
+                setattr(record, key, value)
+        return True
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -73,6 +111,7 @@ class TextFormatter(logging.Formatter):
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(BoundFields())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,6 +1,7 @@
 """The workflow engine: Celery workers that run each Workflow step as a chained task.
 
 ``core/`` decides (pure functions), ``steps/`` executes (one executor per step
-type), ``store.py`` persists, ``tasks.py`` adapts Celery to them and ``app.py`` wires
-a worker. See docs/engine.md.
+type) with ``runners/`` (where commands run), ``store/`` persists, ``tasks.py`` adapts
+Celery to them over the per-process ``runtime.py``, and ``app.py`` wires a worker.
+See docs/engine.md.
 """

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.engine.core import schedules
-from shared import outbox, queueing, retention
+from shared import outbox, queueing, retention, units
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import ScheduleTick, WorkflowRun, utcnow
@@ -47,7 +47,8 @@ class Scheduler:
         outbox_lease: float,
     ) -> None:
         self._sessions = session_factory
-        self._publisher = publisher
+        # publisher None: the engine's relay sends the start when its lease runs out.
+        self._units = units.Units(session_factory, publisher)
         self._outbox_lease = outbox_lease
 
     def run_pass(self, now: dt.datetime | None = None) -> list[uuid.UUID]:
@@ -96,7 +97,9 @@ class Scheduler:
             },
         )
         run_id = run.id
-        with self._sessions.begin() as session:
+        source = f"{namespace}/{name}"
+        with self._units.begin(source=source, tick=tick.isoformat(), run_id=str(run_id)) as unit:
+            session = unit.session
             try:
                 with session.begin_nested():
                     session.execute(
@@ -111,21 +114,17 @@ class Scheduler:
             except sa.exc.IntegrityError:
                 return None  # another replica (or an earlier pass) has this tick
             session.execute(sa.insert(cast(sa.Table, WorkflowRun.__table__)).values(run.row()))
-            tasks = outbox.add(
-                session,
-                [(queueing.START_WORKFLOW, queueing.ENGINE_QUEUE, [str(run_id)])],
-                self._outbox_lease,
+            unit.publish_after_commit(
+                outbox.add(
+                    session,
+                    [(queueing.START_WORKFLOW, queueing.ENGINE_QUEUE, [str(run_id)])],
+                    self._outbox_lease,
+                )
             )
         log.info(
             "schedule tick started a run",
-            extra={
-                "source": f"{namespace}/{name}",
-                "tick": tick.isoformat(),
-                "run_id": str(run_id),
-            },
+            extra={"source": source, "tick": tick.isoformat(), "run_id": str(run_id)},
         )
-        if self._publisher is not None:
-            outbox.mark_published(self._sessions, outbox.publish_now(self._publisher, tasks))
         return run_id
 
 

@@ -9,6 +9,10 @@ link that finds its step already finished does nothing and lets the chain go on 
 redelivery after a crash between commit and ack); a link that finds the run over,
 or a live worker on its step, stops its chain (a duplicate).
 
+Each transaction is a unit of work (``shared.units``): its outbox entries (sink
+deliveries) are published after it commits, and the task's id and run id are bound
+to the log context, so every line logged for a task says which one.
+
 Tasks are bound to the app in ``register(app)`` rather than with ``shared_task``:
 tests and ``make run`` build several apps in one process, and a task must always send
 its next link through the app (and broker) it was received from.
@@ -27,12 +31,13 @@ from typing import Any
 from celery import Celery, Task
 
 from services.engine import approvals
-from services.engine.app import Runtime, is_dead, runtime_for, worker_id
 from services.engine.core import outcomes
 from services.engine.core.outcomes import Claim, Finish, Outcome
+from services.engine.runtime import Runtime, is_dead, runtime_for, worker_id
 from services.engine.steps import registries
 from services.engine.store import Loaded
 from shared import approvals as approvals_shared
+from shared import logs, units
 from shared.db.models import utcnow
 from shared.domain.alerts import AlertStatus
 from shared.domain.runs import RunPhase, StepPhase
@@ -50,6 +55,11 @@ class EngineTask(Task):  # type: ignore[misc]
     acks_late = True
     reject_on_worker_lost = True
     typing = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Bound for the whole task, steps and retries included (see shared.logs).
+        with logs.bound(task_id=self.request.id):
+            return super().__call__(*args, **kwargs)
 
     @property
     def runtime(self) -> Runtime:
@@ -75,35 +85,32 @@ def start_workflows(task: EngineTask, run_ids: list[str]) -> None:
 
 def start_workflow(task: EngineTask, run_id: str) -> None:
     runtime = task.runtime
-    with runtime.transaction() as session:
-        started = runtime.store.start(session, uuid.UUID(run_id), utcnow())
-    if started is None:
-        log.info(
-            "start ignored: run is not Pending",
-            extra={"run_id": run_id, "task_id": task.request.id},
-        )
-        return
-    runtime.publish(started.tasks)
-    if started.phase is RunPhase.RUNNING:
-        runtime.step_chain(run_id, 0, started.total_steps).apply_async()
-        log.info(
-            "run started",
-            extra={"run_id": run_id, "steps": started.total_steps, "task_id": task.request.id},
-        )
+    with logs.bound(run_id=run_id):
+        with runtime.units.begin() as unit:
+            started = runtime.store.start(unit.session, uuid.UUID(run_id), utcnow())
+            if started is None:
+                log.info("start ignored: run is not Pending")
+                return
+            unit.publish_after_commit(started.tasks)
+        if started.phase is RunPhase.RUNNING:
+            runtime.step_chain(run_id, 0, started.total_steps).apply_async()
+            log.info("run started", extra={"steps": started.total_steps})
 
 
 def run_step(task: EngineTask, run_id: str, index: int) -> None:
-    runtime = task.runtime
-    rid = uuid.UUID(run_id)
+    with logs.bound(run_id=run_id, index=index):
+        _run_step(task, task.runtime, uuid.UUID(run_id), index)
+
+
+def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) -> None:
     me = worker_id()
     lease = runtime.settings.engine.lease_seconds
-    extra = {"run_id": run_id, "index": index, "task_id": task.request.id}
     outcome: Outcome | None = None
-    with runtime.transaction() as session:
+    with runtime.units.begin() as unit:
         now = utcnow()
-        loaded = runtime.store.load(session, rid, index)
+        loaded = runtime.store.load(unit.session, rid, index)
         if loaded is None:
-            log.warning("run_step: no such run or step", extra=extra)
+            log.warning("run_step: no such run or step")
             task.stop_chain()
             return
         decision = outcomes.claim(
@@ -116,7 +123,7 @@ def run_step(task: EngineTask, run_id: str, index: int) -> None:
         if decision is Claim.CONTINUE:
             return
         if decision is not Claim.RUN:
-            log.info("run_step: nothing to do", extra={**extra, "claim": decision.value})
+            log.info("run_step: nothing to do", extra={"claim": decision.value})
             task.stop_chain()
             return
         try:
@@ -133,14 +140,14 @@ def run_step(task: EngineTask, run_id: str, index: int) -> None:
                 assert executor is not None
                 outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
             result = _record(
-                runtime, session, loaded, attempt=attempt, me=me, outcome=outcome, claimed=False
+                runtime, unit, loaded, attempt=attempt, me=me, outcome=outcome, claimed=False
             )
             if result[1] is None:
-                log.info("run_step: claimed by another delivery", extra=extra)
+                log.info("run_step: claimed by another delivery")
                 task.stop_chain()
                 return
-        elif not runtime.store.claim(session, loaded, me, now, lease):
-            log.info("run_step: claimed by another delivery", extra=extra)
+        elif not runtime.store.claim(unit.session, loaded, me, now, lease):
+            log.info("run_step: claimed by another delivery")
             task.stop_chain()
             return
     if outcome is None:
@@ -150,15 +157,20 @@ def run_step(task: EngineTask, run_id: str, index: int) -> None:
         if outcome.ok and outcome.output.get("pendingApproval"):
             # A change waits for a human: the run pauses here and this chain ends;
             # ``resume_step`` carries the run on once the approval is decided.
-            with runtime.transaction() as session:
+            with runtime.units.begin() as unit:
                 approvals.pause(
-                    session, loaded, attempt=attempt, worker=me, output=outcome.output, now=utcnow()
+                    unit.session,
+                    loaded,
+                    attempt=attempt,
+                    worker=me,
+                    output=outcome.output,
+                    now=utcnow(),
                 )
             task.stop_chain()
             return
-        with runtime.transaction() as session:
-            result = _record(runtime, session, loaded, attempt=attempt, me=me, outcome=outcome)
-    _after_commit(task, runtime, result)
+        with runtime.units.begin() as unit:
+            result = _record(runtime, unit, loaded, attempt=attempt, me=me, outcome=outcome)
+    _after_commit(task, result)
 
 
 def resume_step(task: EngineTask, approval_id: str) -> None:
@@ -168,9 +180,14 @@ def resume_step(task: EngineTask, approval_id: str) -> None:
     lease = runtime.settings.engine.lease_seconds
     extra = {"approval_id": approval_id, "task_id": task.request.id}
     try:
-        with runtime.transaction() as session:
+        with runtime.units.begin() as unit:
             resumed = approvals.begin(
-                session, runtime.store, uuid.UUID(approval_id), worker=me, now=utcnow(), lease=lease
+                unit.session,
+                runtime.store,
+                uuid.UUID(approval_id),
+                worker=me,
+                now=utcnow(),
+                lease=lease,
             )
     except approvals.ResumeConflictError:
         resumed = None
@@ -193,7 +210,8 @@ def resume_step(task: EngineTask, approval_id: str) -> None:
             )
     output = approvals.result_after(resumed, happened)
     outcome = Outcome(ok=True, output=output)
-    with runtime.transaction() as session:
+    with runtime.units.begin() as unit:
+        session = unit.session
         now = utcnow()
         if happened is not None:
             status = (
@@ -223,7 +241,7 @@ def resume_step(task: EngineTask, approval_id: str) -> None:
             )
         result = _record(
             runtime,
-            session,
+            unit,
             loaded,
             attempt=loaded.state.attempts,
             me=me,
@@ -236,7 +254,6 @@ def resume_step(task: EngineTask, approval_id: str) -> None:
     if tasks is None:
         log.warning("resume_step: lost the step's lease; result discarded", extra=extra)
         return
-    runtime.publish(tasks)
     total = loaded.workflow.steps[-1].index + 1
     if decision.finish is None and loaded.step.index + 1 < total:
         runtime.step_chain(str(loaded.run_id), loaded.step.index + 1, total).apply_async()
@@ -271,7 +288,7 @@ _Result = tuple[outcomes.Next, list[Any] | None]
 
 def _record(
     runtime: Runtime,
-    session: Any,
+    unit: units.Unit,
     loaded: Loaded,
     *,
     attempt: int,
@@ -280,6 +297,7 @@ def _record(
     claimed: bool = True,
     decision: outcomes.Next | None = None,
 ) -> _Result:
+    """Decide what the attempt means and write it; its entries go out after commit."""
     decision = decision or outcomes.after_attempt(
         loaded.workflow,
         loaded.step,
@@ -289,7 +307,7 @@ def _record(
         backoff=runtime.backoff,
     )
     tasks = runtime.store.record(
-        session,
+        unit.session,
         loaded,
         attempt=attempt,
         worker=me,
@@ -298,10 +316,12 @@ def _record(
         now=utcnow(),
         claimed=claimed,
     )
+    if tasks:
+        unit.publish_after_commit(tasks)
     return decision, tasks
 
 
-def _after_commit(task: EngineTask, runtime: Runtime, result: _Result) -> None:
+def _after_commit(task: EngineTask, result: _Result) -> None:
     decision, tasks = result
     if tasks is None:
         # A recovery pass took the step from us (our lease ran out); its re-drive
@@ -309,7 +329,6 @@ def _after_commit(task: EngineTask, runtime: Runtime, result: _Result) -> None:
         log.warning("run_step: lost the step's lease; result discarded")
         task.stop_chain()
         return
-    runtime.publish(tasks)
     if decision.step_phase is None:
         assert decision.retry_in is not None
         raise task.retry(countdown=decision.retry_in, max_retries=None)
@@ -326,9 +345,9 @@ def _heartbeat(runtime: Runtime, step_id: uuid.UUID, me: str, attempt: int) -> I
     def beat() -> None:
         while not stopped.wait(lease / 3):
             try:
-                with runtime.transaction() as session:
+                with runtime.units.begin() as unit:
                     until = utcnow() + dt.timedelta(seconds=lease)
-                    if not runtime.store.heartbeat(session, step_id, me, attempt, until):
+                    if not runtime.store.heartbeat(unit.session, step_id, me, attempt, until):
                         return
             except Exception:  # a missed beat is survivable; the lease has slack
                 log.exception("step heartbeat failed", extra={"step_id": str(step_id)})

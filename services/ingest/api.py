@@ -21,16 +21,13 @@ import hmac
 import logging
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from services.ingest import intake
-
-if TYPE_CHECKING:
-    from services.ingest.app import IngestState
+from services.ingest import intake, state
 from shared import runs as shared_runs
 from shared.db.models import Alert, AlertSourceEvent, SourceEvent
 from shared.domain.alerts import AlertStatus, Notification, RefusedAlert
@@ -110,7 +107,7 @@ def _database_error(exc: sa.exc.SQLAlchemyError) -> tuple[Response, int]:
 def _read_api_token() -> tuple[Response, int] | None:
     if not request.path.startswith("/api/"):
         return None  # webhooks authenticate per Source; health and metrics stay open
-    expected = _state().api_token
+    expected = state.current().api_token
     if expected is None:
         return _error(403, "the read API is disabled: start ingest with PF_API_TOKEN_FILE set")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -124,16 +121,9 @@ def _read_api_token() -> tuple[Response, int] | None:
     return None
 
 
-def _state() -> IngestState:
-    # Imported here: app.py imports this module to register the blueprint.
-    from services.ingest.app import state
-
-    return state()
-
-
 @blueprint.post("/<path:path>")
 def receive_webhook(path: str) -> tuple[Response, int]:
-    ingest = _state()
+    ingest = state.current()
     source = ingest.catalog.by_path("/" + path)
     if source is None:
         return _error(404, f"no Source listens on /{path}")
@@ -168,7 +158,7 @@ def receive_webhook(path: str) -> tuple[Response, int]:
     publishing = ingest.publisher.available
     try:
         result = intake.record(
-            ingest.engine,
+            ingest.units,
             source,
             notification,
             body,
@@ -179,7 +169,6 @@ def receive_webhook(path: str) -> tuple[Response, int]:
         # string) is not wrapped by SQLAlchemy. Validation should have caught it.
         log.exception("webhook could not be stored", extra={"source": source.name})
         return _error(422, f"this webhook's data cannot be stored: {exc}; nothing stored")
-    published = ingest.publish(result.tasks)
     _count(source.name, notification, result)
     log.info(
         "webhook recorded",
@@ -195,7 +184,7 @@ def receive_webhook(path: str) -> tuple[Response, int]:
             "workflows_started": result.workflows_started,
             "rate_limited": result.rate_limited,
             "refused": result.refused,
-            "published": published,
+            "published": result.published,
         },
     )
     answer = result.as_json()
@@ -221,7 +210,7 @@ def _parse_body(source: str) -> tuple[Any, Notification] | Response:
 
 
 def _count(source: str, notification: Notification, result: intake.IntakeResult) -> None:
-    metrics = _state().metrics
+    metrics = state.current().metrics
     _count_refused(source, notification.refused)
     if notification.refused:
         _log_refused(source, notification.refused, event_id=str(result.event_id))
@@ -237,7 +226,7 @@ def _count(source: str, notification: Notification, result: intake.IntakeResult)
 
 
 def _count_refused(source: str, refused: tuple[RefusedAlert, ...]) -> None:
-    counter = _state().metrics.refused
+    counter = state.current().metrics.refused
     for refusal in refused:
         counter.labels(source, refusal.code).inc()
 
@@ -261,7 +250,7 @@ def healthz() -> tuple[Response, int]:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    ingest = _state()
+    ingest = state.current()
     checks: dict[str, str] = {}
     try:
         with ingest.read_sessions() as session:
@@ -369,7 +358,7 @@ def list_alerts() -> tuple[Response, int]:
             )
         )
     query = query.order_by(_ALERTS.c.received_at.desc(), _ALERTS.c.id.desc()).limit(limit + 1)
-    with _state().read_sessions() as session:
+    with state.current().read_sessions() as session:
         rows = session.execute(query).all()
     page, more = rows[:limit], len(rows) > limit
     next_cursor = _encode_cursor(page[-1].received_at, page[-1].id) if more else None
@@ -382,7 +371,7 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
         key = uuid.UUID(alert_id)
     except ValueError:
         return _error(400, "alert id must be a UUID")
-    with _state().read_sessions() as session:
+    with state.current().read_sessions() as session:
         row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == key)).first()
         if row is None:
             return _error(404, f"no alert {alert_id}")
@@ -413,7 +402,7 @@ def get_run(run_id: str) -> tuple[Response, int]:
         key = uuid.UUID(run_id)
     except ValueError:
         return _error(400, "run id must be a UUID")
-    with _state().read_sessions() as session:
+    with state.current().read_sessions() as session:
         run = shared_runs.run_detail(session, key)
     if run is None:
         return _error(404, f"no run {run_id}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from services.ingest import api
+from services.ingest import api, state
 from shared import approvals
 from shared.db.models import utcnow
 
@@ -26,7 +26,7 @@ blueprint = Blueprint("approvals", __name__)
 
 @blueprint.get("/api/v1/approvals")
 def list_pending() -> tuple[Response, int]:
-    with api._state().read_sessions() as session:
+    with state.current().read_sessions() as session:
         found = approvals.pending(session, utcnow(), limit=api.MAX_PAGE)
     return jsonify({"approvals": found}), 200
 
@@ -52,9 +52,9 @@ def decide(approval_id: str) -> tuple[Response, int]:
         return api._error(400, f"by must name who decides (1 to {approvals.MAX_BY} characters)")
     if not isinstance(comment, str) or len(comment) > approvals.MAX_COMMENT:
         return api._error(400, f"comment must be a string of at most {approvals.MAX_COMMENT}")
-    state = api._state()
+    ingest = state.current()
     try:
-        with state.sessions.begin() as session:
+        with ingest.sessions.begin() as session:
             decided = approvals.decide(
                 session,
                 key,
@@ -62,13 +62,13 @@ def decide(approval_id: str) -> tuple[Response, int]:
                 by.strip(),
                 comment,
                 utcnow(),
-                outbox_lease_seconds=state.settings.outbox.lease_seconds,
+                outbox_lease_seconds=ingest.settings.outbox.lease_seconds,
             )
     except approvals.ApprovalNotFoundError as exc:
         return api._error(404, str(exc))
     except approvals.AlreadyDecidedError as exc:
         return api._error(409, str(exc))
-    state.publish(decided.tasks)
+    ingest.publish(decided.tasks)
     log.info(
         "approval decided",
         extra={"approval_id": approval_id, "decision": decision.value, "by": by.strip()},

@@ -122,7 +122,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _post_worker_init(worker: Any) -> None:
-    from services.ingest.app import EXTENSION
+    from services.ingest.state import EXTENSION
 
     ingest_state = worker.wsgi.extensions[EXTENSION]
     ingest_state.start_background_publisher()
@@ -131,7 +131,7 @@ def _post_worker_init(worker: Any) -> None:
 
 def _worker_exit(_server: Any, worker: Any) -> None:
     """Write the batched publish marks before the worker goes (else: resent later)."""
-    from services.ingest.app import EXTENSION
+    from services.ingest.state import EXTENSION
 
     ingest_state = worker.wsgi.extensions[EXTENSION] if worker.wsgi else None
     if ingest_state is not None:

@@ -4,7 +4,8 @@ One transaction stores the source event, new alert occurrences, the updates to k
 ones, a Pending workflow run for each new firing alert and an outbox entry for each
 run; only after it commits may the caller answer 2xx and publish. The dedup lookup is
 one indexed query per ``_CHUNK`` alerts, and each kind of row is written with one
-batched statement.
+batched statement. The transaction is a unit of work (``shared.units``): its outbox
+entry is published after it commits, never before.
 
 Nothing here may fail on the content of a notification: ``shared.domain.webhooks``
 has refused what the database cannot hold (NUL, lone surrogates, values longer than
@@ -22,8 +23,7 @@ from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
-from shared import outbox, queueing
-from shared.db.engines import write_lock
+from shared import outbox, queueing, units
 from shared.db.models import (
     Alert,
     AlertSinkState,
@@ -105,7 +105,8 @@ class IntakeResult:
     refused: int
     run_ids: tuple[uuid.UUID, ...]
     alert_ids: tuple[uuid.UUID, ...]
-    tasks: tuple[outbox.PendingTask, ...]
+    # Outbox entries published right after commit (the rest wait for the relay).
+    published: int
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -124,7 +125,7 @@ class IntakeResult:
 
 
 def record(
-    engine: sa.Engine,
+    work: units.Units,
     source: Source,
     notification: Notification,
     body: Mapping[str, Any],
@@ -133,16 +134,16 @@ def record(
 ) -> IntakeResult:
     """Store the notification; retries once when a concurrent request stored it first."""
     try:
-        return _record_once(engine, source, notification, body, lease_seconds)
+        return _record_once(work, source, notification, body, lease_seconds)
     except sa.exc.IntegrityError:
         # Two AlertManager replicas (HA) send the same group at the same moment: the
         # loser of the unique (source, fingerprint, startsAt) race sees the winner's
         # rows on the second pass and deduplicates against them.
-        return _record_once(engine, source, notification, body, lease_seconds)
+        return _record_once(work, source, notification, body, lease_seconds)
 
 
 def _record_once(
-    engine: sa.Engine,
+    work: units.Units,
     source: Source,
     notification: Notification,
     body: Mapping[str, Any],
@@ -154,8 +155,10 @@ def _record_once(
         [alert for alert in notification.alerts if source.alert_filter.admits(alert.labels)]
     )
     filtered = len(notification.alerts) - sum(count for _, count in admitted)
-    # Core on a plain connection: the ORM session added a third to each statement.
-    with write_lock(engine), engine.begin() as connection:
+    # Core on a plain connection (a Core unit): the ORM session added a third to each
+    # statement.
+    with work.begin() as unit:
+        connection = unit.connection
         known = _known_occurrences(connection, source.name, [alert for alert, _ in admitted])
         new_rows: list[dict[str, Any]] = []
         links: list[dict[str, Any]] = []
@@ -238,7 +241,8 @@ def _record_once(
             (queueing.ALERT_RESOLVED, queueing.NOTIFIER_QUEUE, [str(alert_id)])
             for alert_id in _told_sinks(connection, [alert_id for alert_id, _, _ in resolve])
         )
-        tasks = outbox.add(connection, messages, lease_seconds)
+        # outbox.add writes nothing for no messages.
+        unit.publish_after_commit(outbox.add(connection, messages, lease_seconds))
     return IntakeResult(
         event_id=event_id,
         received=notification.received,
@@ -251,7 +255,7 @@ def _record_once(
         refused=len(notification.refused),
         run_ids=tuple(run["id"] for run in runs),
         alert_ids=tuple(link["alert_id"] for link in links),
-        tasks=tuple(tasks),
+        published=unit.published,
     )
 
 

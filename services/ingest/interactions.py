@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import SignatureVerifier
 
+from services.ingest import state
 from shared import approvals, outbox
 from shared.db.models import utcnow
 from shared.domain import interactions
@@ -31,8 +32,6 @@ from shared.errors import ValidationError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-    from services.ingest.app import IngestState
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("slack_interactions", __name__)
@@ -66,12 +65,6 @@ def decide(
     return Outcome(True, f"{click.decision}d by {click.by}", list(decided.tasks))
 
 
-def _state() -> IngestState:
-    from services.ingest.app import state
-
-    return state()
-
-
 def _answer(status: int, **document: Any) -> tuple[Response, int]:
     response = jsonify(document)
     response.status_code = status
@@ -80,7 +73,7 @@ def _answer(status: int, **document: Any) -> tuple[Response, int]:
 
 @blueprint.post("/slack/interactions")
 def slack_interactions() -> tuple[Response, int]:
-    ingest = _state()
+    ingest = state.current()
     if ingest.slack_verifier is None:
         return _answer(
             403,

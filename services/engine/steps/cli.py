@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from services.engine.runners import bases
 from services.engine.steps import registries
 from shared.domain import shellscripts
 from shared.errors import PermanentError
@@ -71,7 +72,7 @@ class CliExecutor(registries.StepExecutor):
             )
         runtime = ctx.workflow.runtime
         completed = runner.run(
-            registries.Command(
+            bases.Command(
                 argv=argv,
                 env=env,
                 timeout=ctx.timeout,

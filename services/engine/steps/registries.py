@@ -17,9 +17,10 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from services.engine.core.outcomes import Directive, Outcome
+from services.engine.runners.bases import Runner
 from shared.domain.templates import Templates
 from shared.domain.workflows import Step, Workflow
 from shared.errors import PermanentError, TemporaryError
@@ -47,44 +48,6 @@ class StepFailedError(TemporaryError):
         super().__init__(message, delay=delay)
         self.output = dict(output)
         self.temporary = temporary
-
-
-@dataclasses.dataclass(frozen=True)
-class Completed:
-    """A finished command, from any runner."""
-
-    exit_code: int
-    stdout: str
-    stderr: str
-    # Bytes dropped beyond the output limit (stdout + stderr).
-    truncated: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Command:
-    """What a runner runs: argv, or a shell string when the step says ``shell: true``."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    timeout: float
-    output_limit: int
-    shell: bool = False
-    image: str | None = None
-    # Stable, unique-per-attempt label for what the runner creates (a Job name).
-    label: str = ""
-    # What the command is for (run id, step, attempt), for labelling what it creates.
-    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # The Workflow's namespace, and for a Job runner its pod's identity and size.
-    namespace: str = ""
-    service_account: str | None = None
-    automount_token: bool = False
-    # {"requests": {...}, "limits": {...}} from runtime.resources, over the defaults.
-    resources: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
-
-
-class Runner(Protocol):
-    def run(self, command: Command) -> Completed:
-        """Run to completion; TemporaryError on timeout, PermanentError if it cannot start."""
 
 
 @dataclasses.dataclass(frozen=True)

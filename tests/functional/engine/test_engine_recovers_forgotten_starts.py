@@ -8,7 +8,8 @@ import datetime as dt
 from celery import Celery
 from enginekit import Harness
 
-from services.engine.app import recover_once, runtime_for
+from services.engine.app import recover_once
+from services.engine.runtime import runtime_for
 from shared.db.models import utcnow
 
 

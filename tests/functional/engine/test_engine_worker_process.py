@@ -9,6 +9,7 @@ notifier message, earlier steps not repeated).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -77,6 +78,17 @@ def test_a_chain_runs_on_a_worker_process(
     assert_completed_once(harness, run_id)
     assert lines(marks) == ["first", "started", "done"]
     assert [s.attempts for s in harness.steps(run_id)] == [1, 1, 1]
+    # Every line a task logs names its task and run (bound by the unit of work),
+    # also lines from modules that do not know them (the executors' registry).
+    entries = [json.loads(line) for line in worker_process.log().splitlines() if "{" in line[:1]]
+    ours = [entry for entry in entries if entry.get("run_id") == str(run_id)]
+    attempts = [entry for entry in ours if entry["msg"] == "step attempt finished"]
+    assert [entry["index"] for entry in attempts] == [0, 1, 2]
+    started = [entry for entry in ours if entry["msg"] == "run started"]
+    assert len(started) == 1
+    task_ids = {entry["task_id"] for entry in [*started, *attempts]}
+    assert len(task_ids) == 4
+    assert None not in task_ids
 
 
 def test_redelivered_and_duplicated_messages_change_nothing(

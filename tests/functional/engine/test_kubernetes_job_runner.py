@@ -18,12 +18,14 @@ from celery import Celery
 from enginekit import Harness, inprocess_worker, start_run
 from kubernetes.config import kube_config
 
-from services.engine import kube
-from services.engine.app import Runtime, create_app
+from services.engine.app import create_app
+from services.engine.runners import bases, kube
+from services.engine.runners.bases import CommandTimeoutError
+from services.engine.runners.kubernetes import JobRunner, job_manifest, job_name
+from services.engine.runners.local import LocalRunner
+from services.engine.runtime import Runtime
 from services.engine.steps import registries
 from services.engine.steps.cli import CliExecutor
-from services.engine.steps.kubernetes import JobRunner, job_manifest, job_name
-from services.engine.steps.local import CommandTimeoutError, LocalRunner
 from shared.domain.templates import Templates
 from shared.errors import PermanentError, TemporaryError
 from shared.resources.schemas import load_workflow
@@ -67,7 +69,7 @@ def runner(cluster: KubeJobs) -> Iterator[JobRunner]:
     client.close()
 
 
-def command(**overrides: Any) -> registries.Command:
+def command(**overrides: Any) -> bases.Command:
     fields: dict[str, Any] = {
         "argv": ("kubectl", "get", "pod", "web-1"),
         "env": {"REGION": "eu-1", "POD": "web-1"},
@@ -78,11 +80,11 @@ def command(**overrides: Any) -> registries.Command:
         "labels": {"run-id": RUN_ID, "step": "look", "step-index": "2", "attempt": "1"},
     }
     fields.update(overrides)
-    return registries.Command(**fields)
+    return bases.Command(**fields)
 
 
 def cli_context(
-    runner: registries.Runner, step: dict[str, Any], runner_name: str = "kubernetes"
+    runner: bases.Runner, step: dict[str, Any], runner_name: str = "kubernetes"
 ) -> registries.StepContext:
     flow = load_workflow(
         "ns",
@@ -119,7 +121,7 @@ def test_the_job_carries_image_command_env_deadline_ttl_and_labels(
     cluster.script = lambda job: Script(logs="NAME READY\nweb-1 1/1\n")
     completed = runner.run(command(timeout=2.5))
 
-    assert completed == registries.Completed(
+    assert completed == bases.Completed(
         exit_code=0, stdout="NAME READY\nweb-1 1/1\n", stderr="", truncated=0
     )
     [body] = cluster.created

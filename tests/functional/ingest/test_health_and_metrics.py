@@ -37,7 +37,7 @@ def test_counters_follow_what_happened(
 
 def test_outbox_backlog_gauge(post: Callable[..., Any], app: Any, client: Any) -> None:
     post(load_fixture("03-firing-group-of-2.json"))
-    from services.ingest.app import EXTENSION
+    from services.ingest.state import EXTENSION
 
     app.extensions[EXTENSION].relay_once()  # flushes the batched publish marks
     text = client.get("/metrics").data.decode()

@@ -20,7 +20,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from services.ingest.app import EXTENSION, create_app
+from services.ingest.app import create_app
+from services.ingest.state import EXTENSION
 from tests.functional.ingest.conftest import TOKEN, load_fixture
 from tests.support.waiting import wait_for
 

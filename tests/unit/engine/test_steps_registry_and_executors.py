@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from services.engine.runners import bases
+from services.engine.runners.local import DisabledRunner, LocalRunner
 from services.engine.steps import registries
 from services.engine.steps.cli import CliExecutor
 from services.engine.steps.conditional import ConditionalExecutor
-from services.engine.steps.local import DisabledRunner, LocalRunner
 from shared.domain.templates import Templates
 from shared.errors import PermanentError
 from shared.resources.schemas import load_workflow
@@ -166,12 +167,12 @@ def test_permanent_error_type_is_shared() -> None:
 
 
 def test_shell_values_are_passed_in_variables_not_in_the_script() -> None:
-    seen: list[registries.Command] = []
+    seen: list[bases.Command] = []
 
     class Recorder:
-        def run(self, command: registries.Command) -> registries.Completed:
+        def run(self, command: bases.Command) -> bases.Completed:
             seen.append(command)
-            return registries.Completed(exit_code=0, stdout="", stderr="")
+            return bases.Completed(exit_code=0, stdout="", stderr="")
 
     ctx = context_for(
         {

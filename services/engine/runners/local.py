@@ -27,8 +27,8 @@ import subprocess
 import time
 from typing import IO
 
-from services.engine.steps.registries import Command, Completed
-from shared.errors import PermanentError, TemporaryError
+from services.engine.runners.bases import Command, CommandTimeoutError, Completed
+from shared.errors import PermanentError
 
 # Variables a command may need from the worker's environment (kubectl, locale).
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "KUBECONFIG", "TMPDIR")
@@ -38,10 +38,6 @@ _CHUNK = 65536
 DRAIN_GRACE = 0.5
 # Seconds to wait for a killed group's processes to be gone.
 KILL_WAIT = 1.0
-
-
-class CommandTimeoutError(TemporaryError):
-    """The command ran past its step's timeout and was killed."""
 
 
 class _Stream:

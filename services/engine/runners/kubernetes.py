@@ -28,7 +28,7 @@ pull forever, so past ``image_pull_grace`` that is a permanent failure naming th
 image, not a timeout ten minutes later.
 
 This module does no I/O of its own: it talks to the API only through
-``services.engine.kube.KubeClient``, which raises only our errors.
+``services.engine.runners.kube.KubeClient``, which raises only our errors.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.engine import kube
-from services.engine.steps.local import CommandTimeoutError
-from services.engine.steps.registries import Command, Completed
+from services.engine.runners import kube
+from services.engine.runners.bases import Command, CommandTimeoutError, Completed
 from shared.errors import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,128 @@
+"""Recovery: find the steps and runs whose message or worker was lost.
+
+Run by the worker's housekeeping thread (``recover_once``), never by a task. Each
+finder touches what it returns with a compare-and-set (the step's attempt, the
+run's ``updated_at``), so that of several workers recovering at once only one
+re-drives a given step or run.
+
+What this module must not do: send anything; it returns ids for the caller to
+re-drive after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.engine.store.tables import RUNS, STEPS
+from shared.domain.runs import RunPhase, StepPhase
+
+
+def release_abandoned(
+    session: Session, now: dt.datetime, is_dead: Callable[[str | None], bool]
+) -> list[tuple[uuid.UUID, int]]:
+    """Steps Running past their lease or with a dead owner, put back to Pending.
+
+    Returns (run_id, index) to re-drive. The compare-and-set on the worker and
+    attempt keeps two recovering workers from both re-driving one step.
+    """
+    rows = session.execute(
+        sa.select(
+            STEPS.c.id,
+            STEPS.c.run_id,
+            STEPS.c.index,
+            STEPS.c.worker,
+            STEPS.c.attempts,
+            STEPS.c.lease_until,
+        )
+        .join(RUNS, RUNS.c.id == STEPS.c.run_id)
+        .where(STEPS.c.phase == StepPhase.RUNNING, RUNS.c.phase == RunPhase.RUNNING)
+    ).all()
+    released = []
+    for row in rows:
+        expired = row.lease_until is None or row.lease_until <= now
+        if not (expired or is_dead(row.worker)):
+            continue
+        result = session.execute(
+            sa.update(STEPS)
+            .where(
+                STEPS.c.id == row.id,
+                STEPS.c.attempts == row.attempts,
+                STEPS.c.phase == StepPhase.RUNNING,
+            )
+            .values(
+                phase=StepPhase.PENDING,
+                lease_until=None,
+                worker=None,
+                error=f"worker {row.worker} was lost during attempt {row.attempts}",
+            )
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            released.append((row.run_id, int(row._mapping["index"])))
+    return released
+
+
+def forgotten_starts(session: Session, now: dt.datetime, stall_seconds: float) -> list[uuid.UUID]:
+    """Runs still Pending ``stall_seconds`` after their last touch: their start
+    message was lost (a broker that restarted without persistence, say).
+
+    Each one is touched (compare-and-set on updated_at), so one recovery pass among
+    several workers re-sends it, and not again before another ``stall_seconds``.
+    """
+    before = now - dt.timedelta(seconds=stall_seconds)
+    runs = session.execute(
+        sa.select(RUNS.c.id, RUNS.c.updated_at).where(
+            RUNS.c.phase == RunPhase.PENDING,
+            # Ingest writes runs without updated_at: their age is created_at.
+            sa.func.coalesce(RUNS.c.updated_at, RUNS.c.created_at) < before,
+        )
+    ).all()
+    found = []
+    for run in runs:
+        unchanged = (
+            RUNS.c.updated_at.is_(None)
+            if run.updated_at is None
+            else RUNS.c.updated_at == run.updated_at
+        )
+        bumped = session.execute(
+            sa.update(RUNS).where(RUNS.c.id == run.id, unchanged).values(updated_at=now)
+        )
+        if bumped.rowcount == 1:  # type: ignore[attr-defined]
+            found.append(run.id)
+    return found
+
+
+def stalled(
+    session: Session, now: dt.datetime, stall_seconds: float
+) -> list[tuple[uuid.UUID, int]]:
+    """Running runs idle for ``stall_seconds`` with no step Running: (run, next index)."""
+    before = now - dt.timedelta(seconds=stall_seconds)
+    busy = sa.select(STEPS.c.run_id).where(STEPS.c.phase == StepPhase.RUNNING)
+    runs = session.execute(
+        sa.select(RUNS.c.id, RUNS.c.updated_at).where(
+            RUNS.c.phase == RunPhase.RUNNING,
+            RUNS.c.updated_at < before,
+            RUNS.c.id.not_in(busy),
+        )
+    ).all()
+    found = []
+    for run in runs:
+        index = session.execute(
+            sa.select(sa.func.min(STEPS.c.index)).where(
+                STEPS.c.run_id == run.id, STEPS.c.phase == StepPhase.PENDING
+            )
+        ).scalar_one_or_none()
+        if index is None:
+            continue
+        bumped = session.execute(
+            sa.update(RUNS)
+            .where(RUNS.c.id == run.id, RUNS.c.updated_at == run.updated_at)
+            .values(updated_at=now)
+        )
+        if bumped.rowcount == 1:  # type: ignore[attr-defined]
+            found.append((run.id, int(index)))
+    return found
