@@ -263,12 +263,17 @@ def healthz() -> tuple[Response, int]:
 def readyz() -> tuple[Response, int]:
     ingest = _state()
     checks: dict[str, str] = {}
+    served: int | None = None
     try:
         with ingest.read_sessions() as session:
             session.execute(sa.text("SELECT 1"))
         checks["database"] = "ok"
+        # Ready means the Sources are read: a webhook after this finds its Source.
+        served = ingest.catalog.refresh()
+        checks["sources"] = "ok"
     except sa.exc.SQLAlchemyError as exc:
-        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+        checks.setdefault("database", f"unavailable: {exc.__class__.__name__}")
+        checks.setdefault("sources", "not read: database unavailable")
     try:
         with ingest.celery.connection_for_write() as connection:
             connection.ensure_connection(
@@ -281,7 +286,10 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # kombu raises many types for one cause: broker unreachable
         checks["broker"] = f"unavailable: {exc.__class__.__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return jsonify({"ready": ready, "checks": checks}), 200 if ready else 503
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    if served is not None:
+        body["webhookPaths"] = served
+    return jsonify(body), 200 if ready else 503
 
 
 def _alert_json(row: sa.Row[Any]) -> dict[str, Any]:
