@@ -24,8 +24,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from services.ingest import intake
 
@@ -66,12 +66,38 @@ def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 @blueprint.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[Response, int]:
     status = exc.code or 500
+    if isinstance(exc, MethodNotAllowed) and not _path_exists(exc):
+        status = 404
     messages = {
         404: "no such endpoint; webhooks are accepted on the paths of configured Sources",
         405: f"method {request.method} not allowed here",
         413: "request body is larger than the limit (PF_INGEST_MAX_BODY_BYTES)",
     }
-    return _error(status, messages.get(status, exc.description or exc.name))
+    response, status = _error(status, messages.get(status, exc.description or exc.name))
+    if status == 405 and isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return response, status
+
+
+def _path_exists(exc: MethodNotAllowed) -> bool:
+    """Whether anything answers the request's path, with another method.
+
+    The webhook route takes POST on every path, so Flask answers 405 to a GET on any
+    path at all; a path is only there when another route has it or a Source listens
+    on it (``GET /api/v1/sources`` is a 404, ``GET /webhook/<a Source>`` a 405).
+    """
+    if set(exc.valid_methods or ()) - {"POST", "OPTIONS"}:
+        return True
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return False
+    rule, _ = adapter.match(method="POST", return_rule=True)
+    if rule.endpoint != f"{blueprint.name}.{receive_webhook.__name__}":
+        return True
+    try:
+        return _state().catalog.by_path(request.path) is not None
+    except HTTPException:  # claimed by two Sources, or unusable: the path is there
+        return True
 
 
 # Errors that say the database cannot be reached now, not that it refuses this data.
@@ -207,7 +233,7 @@ def receive_webhook(path: str) -> tuple[Response, int]:
 def _parse_body(source: str) -> tuple[Any, Notification] | Response:
     """The body and its notification, or the 4xx answer that refuses the request."""
     try:
-        body = load_json(request.get_data(cache=False))
+        body = load_json(_read_body())
     except MalformedBodyError as exc:
         return _error(400, str(exc))[0]
     try:
@@ -218,6 +244,22 @@ def _parse_body(source: str) -> tuple[Any, Notification] | Response:
         return _error(422, str(exc), fields=exc.messages, refused=len(exc.refused))[0]
     except ValidationError as exc:
         return _error(422, str(exc), fields=exc.messages)[0]
+
+
+def _read_body() -> bytes:
+    """The whole body; 413 when it is over the limit, chunked ones included.
+
+    Werkzeug stops reading a body without Content-Length at MAX_CONTENT_LENGTH and
+    returns what it read as if it were all: the cut body was then refused as
+    malformed JSON (400), which tells the sender the wrong thing.
+    """
+    data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    cut = request.content_length is None and limit is not None and len(data) >= limit
+    # Past the limit Werkzeug's stream refuses to read; the server's own does not.
+    if cut and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return data
 
 
 def _count(source: str, notification: Notification, result: intake.IntakeResult) -> None:
