@@ -227,6 +227,7 @@ def receive_webhook(path: str) -> tuple[Response, int]:
     answer = result.as_json()
     # The first MAX_REFUSAL_DETAILS, as stored on the source event; "refused" is exact.
     answer["refusals"] = [r.as_json() for r in notification.refused[:MAX_REFUSAL_DETAILS]]
+    answer["truncated"] = notification.truncated_alerts
     return jsonify(answer), 200
 
 
@@ -276,6 +277,17 @@ def _count(source: str, notification: Notification, result: intake.IntakeResult)
         metrics.started.labels(source).inc(result.workflows_started)
     if result.rate_limited:
         metrics.rate_limited.labels(source).inc(result.rate_limited)
+    if notification.truncated_alerts:
+        metrics.truncated.labels(source).inc(notification.truncated_alerts)
+        log.warning(
+            "webhook group truncated: AlertManager dropped alerts before sending (max_alerts)",
+            extra={
+                "source": source,
+                "truncated": notification.truncated_alerts,
+                "group_key": notification.group_key,
+                "event_id": str(result.event_id),
+            },
+        )
 
 
 def _count_refused(source: str, refused: tuple[RefusedAlert, ...]) -> None:
@@ -437,7 +449,13 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
         if row is None:
             return _error(404, f"no alert {alert_id}")
         events = session.execute(
-            sa.select(_EVENTS.c.id, _EVENTS.c.received_at, _EVENTS.c.source_name, _LINKS.c.status)
+            sa.select(
+                _EVENTS.c.id,
+                _EVENTS.c.received_at,
+                _EVENTS.c.source_name,
+                _EVENTS.c.alerts_truncated,
+                _LINKS.c.status,
+            )
             .join(_LINKS, _LINKS.c.source_event_id == _EVENTS.c.id)
             .where(_LINKS.c.alert_id == key)
             .order_by(_EVENTS.c.received_at)
@@ -450,6 +468,7 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
             "receivedAt": shared_runs.iso(event.received_at),
             "source": event.source_name,
             "alertStatus": event.status,
+            "alertsTruncated": event.alerts_truncated,
         }
         for event in events
     ]
