@@ -25,6 +25,14 @@ def _validate(args: argparse.Namespace) -> int:
         return 2
     loaded = files.load_files(paths)
     problems = [*loaded.errors, *loaded.conflicts, *files.unresolved_references(loaded)]
+    if not loaded.resources and not problems:
+        # An empty file is more likely the wrong file than a valid configuration.
+        print(
+            f"punchingfist validate: no resources found in {', '.join(map(str, paths))} "
+            "(YAML documents with apiVersion, kind, metadata and spec)",
+            file=sys.stderr,
+        )
+        return 1
     for error in problems:
         print(error)
     warnings = 0
