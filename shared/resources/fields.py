@@ -101,13 +101,13 @@ class ByType(ma.fields.Field):  # type: ignore[type-arg]
         type_name = parent.get(self.type_field)
         return self.schemas.get(type_name) if isinstance(type_name, str) else None
 
-    def _nearest(self, parent: object) -> str | None:
-        """The known type a misspelt one most likely meant (``webhok``: webhook)."""
+    def _nearest(self, parent: object) -> tuple[str, str] | None:
+        """(misspelt type, the known type it most likely meant): webhok, webhook."""
         type_name = parent.get(self.type_field) if isinstance(parent, Mapping) else None
         if not isinstance(type_name, str) or type_name in self.schemas:
             return None
         close = difflib.get_close_matches(type_name.lower(), list(self.schemas), n=1, cutoff=0.6)
-        return close[0] if close else None
+        return (type_name, close[0]) if close else None
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
@@ -120,7 +120,7 @@ class ByType(ma.fields.Field):  # type: ignore[type-arg]
             nearest = self._nearest(data)
             if nearest is None:
                 return value
-            schema = self.schemas[nearest]
+            schema = self.schemas[nearest[1]]
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
@@ -131,7 +131,7 @@ class ByType(ma.fields.Field):  # type: ignore[type-arg]
             return schema().load(value)
         except ma.ValidationError as exc:
             messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-            note = f"Checked as type {nearest!r}, the nearest to {data[self.type_field]!r}."
+            note = f"Checked as type {nearest[1]!r}, the nearest to {nearest[0]!r}."
             raise ma.ValidationError({"_schema": [note], **messages}) from exc
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -151,7 +151,7 @@ class Dict(ma.fields.Dict):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         try:
-            return super()._deserialize(value, attr, data, **kwargs)
+            return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-untyped-call]
         except ma.ValidationError as exc:
             if not isinstance(exc.messages, dict):
                 raise
