@@ -14,8 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shared import commands, settings
@@ -73,16 +74,6 @@ def _run(args: argparse.Namespace) -> int:
     config = settings.from_env(env)
     # Create the schema once, before any component (and gunicorn) forks.
     _migrate(args)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    argv0 = [sys.executable, "-m", "services.cli"]
-    for name, component_argv in RUN_COMPONENTS:
-        child = subprocess.Popen([*argv0, *component_argv], env=env)
-        children.append((name, child))
-        log.info("started", extra={"component": name, "pid": child.pid})
-    log.info(
-        "punching fist is running",
-        extra={"ingest": f"http://{config.ingest.bind}", "database": _safe(config)},
-    )
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
@@ -91,26 +82,68 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     exit_code = 0
-    while not stopping:
-        for name, child in children:
-            code = child.poll()
-            if code is not None:
-                log.error(
-                    "component exited; stopping the rest", extra={"component": name, "code": code}
-                )
-                exit_code = code or 1
-                stopping = True
-        time.sleep(0.2)
+    with tempfile.TemporaryDirectory(prefix="punchingfist-run-") as scratch:
+        ready_file = Path(scratch) / "controller.ready"
+        for name, component_argv in RUN_COMPONENTS:
+            argv = [*_ARGV0, *component_argv]
+            if name == "controller":
+                argv += ["--ready-file", str(ready_file)]
+            child = subprocess.Popen(argv, env=env)
+            children.append((name, child))
+            log.info("started", extra={"component": name, "pid": child.pid})
+            if name == "controller" and not _wait_ready(child, ready_file, lambda: stopping):
+                # Stopped, or the controller failed; its exit is reported below.
+                break
+        else:
+            log.info(
+                "punching fist is running",
+                extra={"ingest": f"http://{config.ingest.bind}", "database": _safe(config)},
+            )
+        while True:
+            for name, child in children:
+                code = child.poll()
+                if code is not None and not stopping:
+                    log.error(
+                        "component exited; stopping the rest",
+                        extra={"component": name, "code": code},
+                    )
+                    exit_code = code or 1
+                    stopping = True
+            if stopping:
+                break
+            time.sleep(0.2)
+        _stop_all(children)
+    return exit_code
+
+
+_ARGV0 = (sys.executable, "-m", "services.cli")
+
+
+def _wait_ready(
+    controller: subprocess.Popen[bytes], ready_file: Path, stopping: Callable[[], bool]
+) -> bool:
+    """Wait until the controller has stored the resources: ingest then serves them
+    from its first request (before this wait, webhooks right after start were 404)."""
+    while not ready_file.exists():
+        if stopping() or controller.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     for _name, child in children:
         if child.poll() is None:
             child.terminate()
-    for _name, child in children:
+    for name, child in children:
         try:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
+            log.warning("component did not stop in time; killed", extra={"component": name})
             child.kill()
-    return exit_code
+            child.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:

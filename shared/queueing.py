@@ -43,8 +43,16 @@ TASK_ROUTES = {
 
 
 def make_celery(settings: Settings, name: str = "punchingfist") -> Celery:
-    app = Celery(name, broker=settings.broker.url, set_as_current=False)
+    broker: str = settings.broker.url
+    transport: type | None = None
+    if broker.startswith("sqla+"):
+        # The embedded broker, with waits short enough to stop promptly.
+        from shared.transports import EmbeddedSQLTransport
+
+        broker, transport = broker.removeprefix("sqla+"), EmbeddedSQLTransport
+    app = Celery(name, broker=broker, set_as_current=False)
     app.conf.update(
+        broker_transport=transport,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -8,6 +8,7 @@ resources come from and in how secret references are checked.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -39,8 +40,23 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def run_files(config: Settings, directory: Path, stop: threading.Event | None = None) -> int:
-    """File mode until ``stop`` is set (or SIGTERM/SIGINT when run as the process)."""
+def _mark_ready(ready_file: Path | None) -> None:
+    """Create ``ready_file``: the resources are stored (``punchingfist run`` waits for it)."""
+    if ready_file is not None:
+        ready_file.write_text(f"{os.getpid()}\n")
+        log.info("controller ready", extra={"ready_file": str(ready_file)})
+
+
+def run_files(
+    config: Settings,
+    directory: Path,
+    stop: threading.Event | None = None,
+    ready_file: Path | None = None,
+) -> int:
+    """File mode until ``stop`` is set (or SIGTERM/SIGINT when run as the process).
+
+    ``ready_file`` is created once the first pass over the folder is stored.
+    """
     reconciler = make_reconciler(config, secret_checks.folder_check(config.secrets_dir))
     watcher = ConfigDirectory(reconciler, directory)
     if stop is None:
@@ -54,6 +70,7 @@ def run_files(config: Settings, directory: Path, stop: threading.Event | None = 
         stop,
         poll_interval=config.controller.poll_interval,
         refresh_interval=config.controller.status_interval,
+        synced=lambda: _mark_ready(ready_file),
     )
     log.info("controller stopped")
     return 0
@@ -66,9 +83,23 @@ def run_kubernetes(
     stop_flag: Any = None,
     ready_flag: Any = None,
     secret_check: checks.SecretCheck | None = None,
+    ready_file: Path | None = None,
 ) -> int:
-    """The kopf operator until it is stopped (signals, or ``stop_flag`` when embedded)."""
+    """The kopf operator until it is stopped (signals, or ``stop_flag`` when embedded).
+
+    ``ready_file`` is created when kopf reports the operator ready.
+    """
     import kopf
+
+    if ready_file is not None:
+        flag = ready_flag if ready_flag is not None else threading.Event()
+        ready_flag = flag
+
+        def mark_when_ready() -> None:
+            flag.wait()
+            _mark_ready(ready_file)
+
+        threading.Thread(target=mark_when_ready, name="ready-file", daemon=True).start()
 
     controller = config.controller
     api = None

@@ -25,6 +25,14 @@ def _validate(args: argparse.Namespace) -> int:
         return 2
     loaded = files.load_files(paths)
     problems = [*loaded.errors, *loaded.conflicts, *files.unresolved_references(loaded)]
+    if not loaded.resources and not problems:
+        # An empty file is more likely the wrong file than a valid configuration.
+        print(
+            f"punchingfist validate: no resources found in {', '.join(map(str, paths))} "
+            "(YAML documents with apiVersion, kind, metadata and spec)",
+            file=sys.stderr,
+        )
+        return 1
     for error in problems:
         print(error)
     warnings = 0
@@ -52,9 +60,10 @@ def _controller(args: argparse.Namespace) -> int:
 
     config = settings.from_env()
     config_dir = Path(args.config_dir) if args.config_dir else config.config_dir
+    ready_file = Path(args.ready_file) if args.ready_file else None
     if config_dir is not None:
-        return run_files(config, config_dir)
-    return run_kubernetes(config, standalone=args.standalone)
+        return run_files(config, config_dir, ready_file=ready_file)
+    return run_kubernetes(config, standalone=args.standalone, ready_file=ready_file)
 
 
 def register(subparsers: Any) -> None:
@@ -77,6 +86,14 @@ def register(subparsers: Any) -> None:
         "--standalone",
         action="store_true",
         help="do not coordinate with other replicas (no peering); for development",
+    )
+    controller.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help=(
+            "create PATH once the resources are stored (file mode: after the first pass "
+            "over the folder); `punchingfist run` starts ingest only then"
+        ),
     )
     controller.set_defaults(handler=_controller)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from services.controller import store
@@ -142,8 +143,17 @@ class ConfigDirectory:
                 extra.update(reason=condition.get("reason"), problem=condition.get("message"))
         log.warning("resource not ready", extra=extra)
 
-    def run(self, stop: threading.Event, poll_interval: float, refresh_interval: float) -> None:
-        """Sync now, then on every file change and every ``refresh_interval`` seconds."""
+    def run(
+        self,
+        stop: threading.Event,
+        poll_interval: float,
+        refresh_interval: float,
+        synced: Callable[[], None] | None = None,
+    ) -> None:
+        """Sync now, then on every file change and every ``refresh_interval`` seconds.
+
+        ``synced`` is called once, after the first sync has stored the resources.
+        """
         # The state is taken before reading, never after: a file edited while a sync
         # reads the folder must look changed at the next poll.
         seen = self.fingerprint()
@@ -152,6 +162,8 @@ class ConfigDirectory:
             "config dir loaded",
             extra={"dir": str(self.directory), **dataclasses.asdict(report)},
         )
+        if synced is not None:
+            synced()
         since_refresh = 0.0
         while not stop.wait(poll_interval):
             since_refresh += poll_interval

@@ -24,8 +24,8 @@ import uuid
 from typing import Any, cast
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from services.ingest import intake, state
 from shared import runs as shared_runs
@@ -63,12 +63,38 @@ def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 @blueprint.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[Response, int]:
     status = exc.code or 500
+    if isinstance(exc, MethodNotAllowed) and not _path_exists(exc):
+        status = 404
     messages = {
         404: "no such endpoint; webhooks are accepted on the paths of configured Sources",
         405: f"method {request.method} not allowed here",
         413: "request body is larger than the limit (PF_INGEST_MAX_BODY_BYTES)",
     }
-    return _error(status, messages.get(status, exc.description or exc.name))
+    response, status = _error(status, messages.get(status, exc.description or exc.name))
+    if status == 405 and isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return response, status
+
+
+def _path_exists(exc: MethodNotAllowed) -> bool:
+    """Whether anything answers the request's path, with another method.
+
+    The webhook route takes POST on every path, so Flask answers 405 to a GET on any
+    path at all; a path is only there when another route has it or a Source listens
+    on it (``GET /api/v1/sources`` is a 404, ``GET /webhook/<a Source>`` a 405).
+    """
+    if set(exc.valid_methods or ()) - {"POST", "OPTIONS"}:
+        return True
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return False
+    rule, _ = adapter.match(method="POST", return_rule=True)
+    if rule.endpoint != f"{blueprint.name}.{receive_webhook.__name__}":
+        return True
+    try:
+        return state.current().catalog.by_path(request.path) is not None
+    except HTTPException:  # claimed by two Sources, or unusable: the path is there
+        return True
 
 
 # Errors that say the database cannot be reached now, not that it refuses this data.
@@ -190,13 +216,14 @@ def receive_webhook(path: str) -> tuple[Response, int]:
     answer = result.as_json()
     # The first MAX_REFUSAL_DETAILS, as stored on the source event; "refused" is exact.
     answer["refusals"] = [r.as_json() for r in notification.refused[:MAX_REFUSAL_DETAILS]]
+    answer["truncated"] = notification.truncated_alerts
     return jsonify(answer), 200
 
 
 def _parse_body(source: str) -> tuple[Any, Notification] | Response:
     """The body and its notification, or the 4xx answer that refuses the request."""
     try:
-        body = load_json(request.get_data(cache=False))
+        body = load_json(_read_body())
     except MalformedBodyError as exc:
         return _error(400, str(exc))[0]
     try:
@@ -207,6 +234,22 @@ def _parse_body(source: str) -> tuple[Any, Notification] | Response:
         return _error(422, str(exc), fields=exc.messages, refused=len(exc.refused))[0]
     except ValidationError as exc:
         return _error(422, str(exc), fields=exc.messages)[0]
+
+
+def _read_body() -> bytes:
+    """The whole body; 413 when it is over the limit, chunked ones included.
+
+    Werkzeug stops reading a body without Content-Length at MAX_CONTENT_LENGTH and
+    returns what it read as if it were all: the cut body was then refused as
+    malformed JSON (400), which tells the sender the wrong thing.
+    """
+    data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    cut = request.content_length is None and limit is not None and len(data) >= limit
+    # Past the limit Werkzeug's stream refuses to read; the server's own does not.
+    if cut and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return data
 
 
 def _count(source: str, notification: Notification, result: intake.IntakeResult) -> None:
@@ -223,6 +266,17 @@ def _count(source: str, notification: Notification, result: intake.IntakeResult)
         metrics.started.labels(source).inc(result.workflows_started)
     if result.rate_limited:
         metrics.rate_limited.labels(source).inc(result.rate_limited)
+    if notification.truncated_alerts:
+        metrics.truncated.labels(source).inc(notification.truncated_alerts)
+        log.warning(
+            "webhook group truncated: AlertManager dropped alerts before sending (max_alerts)",
+            extra={
+                "source": source,
+                "truncated": notification.truncated_alerts,
+                "group_key": notification.group_key,
+                "event_id": str(result.event_id),
+            },
+        )
 
 
 def _count_refused(source: str, refused: tuple[RefusedAlert, ...]) -> None:
@@ -252,12 +306,17 @@ def healthz() -> tuple[Response, int]:
 def readyz() -> tuple[Response, int]:
     ingest = state.current()
     checks: dict[str, str] = {}
+    served: int | None = None
     try:
         with ingest.read_sessions() as session:
             session.execute(sa.text("SELECT 1"))
         checks["database"] = "ok"
+        # Ready means the Sources are read: a webhook after this finds its Source.
+        served = ingest.catalog.refresh()
+        checks["sources"] = "ok"
     except sa.exc.SQLAlchemyError as exc:
-        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+        checks.setdefault("database", f"unavailable: {exc.__class__.__name__}")
+        checks.setdefault("sources", "not read: database unavailable")
     try:
         with ingest.celery.connection_for_write() as connection:
             connection.ensure_connection(
@@ -270,7 +329,10 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # kombu raises many types for one cause: broker unreachable
         checks["broker"] = f"unavailable: {exc.__class__.__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return jsonify({"ready": ready, "checks": checks}), 200 if ready else 503
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    if served is not None:
+        body["webhookPaths"] = served
+    return jsonify(body), 200 if ready else 503
 
 
 def _alert_json(row: sa.Row[Any]) -> dict[str, Any]:
@@ -376,7 +438,13 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
         if row is None:
             return _error(404, f"no alert {alert_id}")
         events = session.execute(
-            sa.select(_EVENTS.c.id, _EVENTS.c.received_at, _EVENTS.c.source_name, _LINKS.c.status)
+            sa.select(
+                _EVENTS.c.id,
+                _EVENTS.c.received_at,
+                _EVENTS.c.source_name,
+                _EVENTS.c.alerts_truncated,
+                _LINKS.c.status,
+            )
             .join(_LINKS, _LINKS.c.source_event_id == _EVENTS.c.id)
             .where(_LINKS.c.alert_id == key)
             .order_by(_EVENTS.c.received_at)
@@ -389,6 +457,7 @@ def get_alert(alert_id: str) -> tuple[Response, int]:
             "receivedAt": shared_runs.iso(event.received_at),
             "source": event.source_name,
             "alertStatus": event.status,
+            "alertsTruncated": event.alerts_truncated,
         }
         for event in events
     ]

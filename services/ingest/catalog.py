@@ -2,7 +2,12 @@
 
 The controller writes Sources to the database; ingest re-reads them at most every
 ``refresh_seconds`` so that a request costs no extra query while a change still shows
-up within seconds.
+up within seconds. A path the cached copy does not know is looked up again before it
+is refused: AlertManager does not retry a 404, and a Source stored a moment after the
+last read (a new Source, or every Source at start-up) lost its first notifications
+that way. The look-up is rate-limited per path (``MISS_RELOAD_SECONDS``), so that a
+sender posting to a wrong path costs at most one query per second per path; the
+number of paths remembered is bounded, so that random paths cannot grow memory.
 
 Paths are compared in the one canonical form of ``shared.domain.sources`` on both
 sides: the stored path and the request's. A path that two stored Sources claim is
@@ -20,6 +25,7 @@ caller may be anyone); the log does.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import time
@@ -33,6 +39,11 @@ from shared.domain import sources as domain_sources
 from shared.domain.sources import Source
 
 log = logging.getLogger(__name__)
+
+# Seconds before a path that was not found may cause another read of the Sources.
+MISS_RELOAD_SECONDS = 1.0
+# Missed paths remembered for that limit; the oldest are forgotten first.
+MISS_MEMORY = 1024
 
 
 class PathConflict(Conflict):
@@ -64,27 +75,27 @@ class SourceCatalog:
         self._clock = clock
         self._routes = _Routes()
         self._loaded_at: float | None = None
+        # path -> when a miss on it last read the Sources again
+        self._missed: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def refresh(self) -> int:
+        """Read the Sources if the cached copy is stale; the number of paths served."""
+        self._read_if_stale()
+        return len(self._routes.sources)
 
     def by_path(self, path: str) -> Source | None:
         """The Source serving ``path``; None when there is none.
 
         Raises ``PathConflict`` (409) or ``SourceUnusable`` (503), see the module.
         """
-        now = self._clock()
-        if self._loaded_at is None or now - self._loaded_at >= self._refresh_seconds:
-            routes = self._load()
-            if routes.conflicts != self._routes.conflicts:
-                for shared_path, claimants in routes.conflicts.items():
-                    log.error(
-                        "several Sources claim one path; serving none of them",
-                        extra={"path": shared_path, "sources": claimants},
-                    )
-            self._routes = routes
-            self._loaded_at = now
+        fresh = self._read_if_stale()
         try:
             path = domain_sources.normalize_path(path)
         except domain_sources.PathError:
             return None
+        # A read just done counts as the look for this path (it starts its second).
+        if self._unknown(path) and self._may_look_again(path) and not fresh:
+            self._read()
         routes = self._routes
         if path in routes.conflicts:
             log.error(
@@ -102,6 +113,40 @@ class SourceCatalog:
             )
             raise SourceUnusable(f"the Source on {path} is misconfigured; retry later")
         return routes.sources.get(path)
+
+    def _read_if_stale(self) -> bool:
+        """Read the Sources if the copy is older than ``refresh_seconds``; True if read."""
+        if self._loaded_at is not None and self._clock() - self._loaded_at < self._refresh_seconds:
+            return False
+        self._read()
+        return True
+
+    def _read(self) -> None:
+        now = self._clock()
+        routes = self._load()
+        if routes.conflicts != self._routes.conflicts:
+            for shared_path, claimants in routes.conflicts.items():
+                log.error(
+                    "several Sources claim one path; serving none of them",
+                    extra={"path": shared_path, "sources": claimants},
+                )
+        self._routes = routes
+        self._loaded_at = now
+
+    def _unknown(self, path: str) -> bool:
+        routes = self._routes
+        return not (path in routes.sources or path in routes.conflicts or path in routes.unusable)
+
+    def _may_look_again(self, path: str) -> bool:
+        now = self._clock()
+        last = self._missed.get(path)
+        if last is not None and now - last < MISS_RELOAD_SECONDS:
+            return False
+        self._missed[path] = now
+        self._missed.move_to_end(path)
+        while len(self._missed) > MISS_MEMORY:
+            self._missed.popitem(last=False)
+        return True
 
     def _load(self) -> _Routes:
         with self._session_factory() as session:

@@ -106,6 +106,10 @@ def serve(args: argparse.Namespace) -> int:
             self.cfg.set("child_exit", _child_exit)
             self.cfg.set("worker_exit", _worker_exit)
             self.cfg.set("proc_name", "punchingfist-ingest")
+            # gunicorn 23+ opens a control socket for gunicornc at one path per user
+            # ($HOME/.gunicorn/gunicorn.ctl), shared by every instance on the machine.
+            # Nothing here uses it; the arbiter is driven by signals.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             from services.ingest.app import create_app
@@ -116,8 +120,11 @@ def serve(args: argparse.Namespace) -> int:
         "ingest starting",
         extra={"bind": bind, "workers": workers, "read_timeout": config.ingest.read_timeout},
     )
-    IngestServer().run()
-    shutil.rmtree(metrics_dir, ignore_errors=True)
+    try:
+        IngestServer().run()
+    finally:
+        # The arbiter leaves by sys.exit: without the finally the folder stayed.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

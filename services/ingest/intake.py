@@ -207,6 +207,7 @@ def _record_once(
                 "workflows_rate_limited": rate_limited,
                 "received_at": now,
                 "alerts_refused": len(notification.refused),
+                "alerts_truncated": notification.truncated_alerts,
                 "refusals": [
                     storable(refusal.as_json())
                     for refusal in notification.refused[:MAX_REFUSAL_DETAILS]

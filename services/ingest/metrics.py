@@ -47,6 +47,13 @@ class IngestMetrics:
             ["source", "reason"],
             **kwargs,
         )
+        self.truncated = Counter(
+            "punchingfist_alerts_truncated",
+            "Alerts AlertManager dropped from a webhook's group before sending it "
+            "(truncatedAlerts, its max_alerts): never received.",
+            labels,
+            **kwargs,
+        )
         self.outbox_backlog = Gauge(
             "punchingfist_outbox_backlog",
             "Outbox entries not yet published to the broker.",

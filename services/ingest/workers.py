@@ -250,6 +250,7 @@ class BufferingWorker(gthread.ThreadWorker):  # type: ignore[misc]
 
     read_timeout: float = 10.0
     max_body_bytes: int = 10 * 1024 * 1024
+    _quitting: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -402,6 +403,20 @@ class BufferingWorker(gthread.ThreadWorker):  # type: ignore[misc]
             return super().handle(conn)
         finally:
             self._running.pop(key, None)
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """Quit once; a quit signal that arrives while quitting is ignored.
+
+        Ctrl-C signals the whole process group: a worker gets SIGINT from the
+        terminal and SIGQUIT from the arbiter at nearly the same time. gthread's
+        ``handle_quit`` entered again inside ``ThreadPoolExecutor.shutdown`` waits
+        for the lock its first call holds: the worker never exited and kept the
+        port after ``punchingfist run`` gave up on it.
+        """
+        if self._quitting:
+            return
+        self._quitting = True
+        super().handle_quit(sig, frame)
 
     def notify(self) -> None:
         """Heartbeat, unless a request has run past gunicorn's timeout.

@@ -104,6 +104,9 @@ class SourceEvent(Base):
     # [{index, field, code, reason}], at most shared.domain.webhooks.MAX_REFUSAL_DETAILS.
     alerts_refused: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
     refusals: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    # Alerts AlertManager left out of the group (its max_alerts; the body's
+    # truncatedAlerts): never seen here, so an operator must learn of them.
+    alerts_truncated: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
 
 
 class Alert(Base):

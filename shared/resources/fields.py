@@ -8,6 +8,7 @@ lives in this module, so that the CRD generator knows every field type it can me
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -100,23 +101,78 @@ class ByType(ma.fields.Field):  # type: ignore[type-arg]
         type_name = parent.get(self.type_field)
         return self.schemas.get(type_name) if isinstance(type_name, str) else None
 
+    def _nearest(self, parent: object) -> tuple[str, str] | None:
+        """(misspelt type, the known type it most likely meant): webhok, webhook."""
+        type_name = parent.get(self.type_field) if isinstance(parent, Mapping) else None
+        if not isinstance(type_name, str) or type_name in self.schemas:
+            return None
+        close = difflib.get_close_matches(type_name.lower(), list(self.schemas), n=1, cutoff=0.6)
+        return (type_name, close[0]) if close else None
+
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> Any:
         schema = self._schema_for(data)
+        nearest = None
         if schema is None:
-            return value
+            # The type field reports the bad type; the config is still checked as
+            # the type it most likely meant, so that one pass shows both problems.
+            nearest = self._nearest(data)
+            if nearest is None:
+                return value
+            schema = self.schemas[nearest[1]]
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
             raise ma.ValidationError("Must be an object.")
-        return schema().load(value)
+        if nearest is None:
+            return schema().load(value)
+        try:
+            return schema().load(value)
+        except ma.ValidationError as exc:
+            messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+            note = f"Checked as type {nearest[1]!r}, the nearest to {nearest[0]!r}."
+            raise ma.ValidationError({"_schema": [note], **messages}) from exc
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         schema = self._schema_for(obj)
         if schema is None or value is None:
             return value
         return schema().dump(value)
+
+
+class Dict(ma.fields.Dict):
+    """marshmallow's Dict, with each entry's problems at the entry's own path.
+
+    marshmallow files them under ``<entry>.value`` and ``<entry>.key``, which read
+    as fields of the resource (``spec.config.filters.severity.value: Not a valid
+    list.``); here they are ``spec.config.filters.severity: Not a valid list.``
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-untyped-call]
+        except ma.ValidationError as exc:
+            if not isinstance(exc.messages, dict):
+                raise
+            raise ma.ValidationError(
+                {entry: _entry_problems(problems) for entry, problems in exc.messages.items()},
+                valid_data=exc.valid_data,
+            ) from exc
+
+
+def _entry_problems(problems: Any) -> Any:
+    if not isinstance(problems, dict) or not set(problems) <= {"key", "value"}:
+        return problems
+    key_problems = [f"Bad key: {problem}" for problem in problems.get("key", [])]
+    value_problems = problems.get("value")
+    if value_problems is None:
+        return key_problems
+    if not key_problems:
+        return value_problems
+    if isinstance(value_problems, dict):
+        return {"_schema": key_problems, **value_problems}
+    return [*key_problems, *value_problems]
 
 
 class Polymorphic(ma.fields.Field):  # type: ignore[type-arg]

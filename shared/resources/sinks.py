@@ -11,7 +11,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from shared.resources.fields import ByType, SecretRefSchema, StrictSchema, describe
+from shared.resources.fields import ByType, Dict, SecretRefSchema, StrictSchema, describe
 
 # Go-style durations as AlertManager takes them: 30m, 1h, 1h30m, 2d.
 DURATION = ma.validate.Regexp(
@@ -86,7 +86,7 @@ class StdoutConfigSchema(StrictSchema):
 
 class WebhookConfigSchema(StrictSchema):
     url = ma.fields.String(required=True, validate=URL, metadata=describe("URL to POST to."))
-    headers = ma.fields.Dict(
+    headers = Dict(
         keys=ma.fields.String(),
         values=ma.fields.String(),
         load_default=dict,

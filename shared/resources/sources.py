@@ -21,6 +21,7 @@ from shared.resources.fields import (
     NAME,
     NAME_LENGTH,
     ByType,
+    Dict,
     SecretRefSchema,
     StrictSchema,
     defaults_of,
@@ -130,7 +131,7 @@ class WebhookConfigSchema(StrictSchema):
             "or doubled '/'; unique across Sources."
         ),
     )
-    filters = ma.fields.Dict(
+    filters = Dict(
         keys=ma.fields.String(validate=LABEL_NAME),
         values=ma.fields.List(ma.fields.String(), validate=ma.validate.Length(min=1)),
         load_default=dict,
@@ -198,7 +199,7 @@ class SourceSpecSchema(StrictSchema):
         validate=[NAME_LENGTH, NAME],
         metadata=describe("Workflow (same namespace) started for each accepted event."),
     )
-    context = ma.fields.Dict(
+    context = Dict(
         keys=ma.fields.String(),
         load_default=dict,
         metadata=describe("Free-form values handed to every run as source.context."),

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import marshmallow as ma
 
 from shared.domain import durations, shellscripts
+from shared.resources.fields import Dict
 
 
 def env_name_not_reserved(name: str) -> None:
@@ -129,7 +130,7 @@ class CliStepSchema(StepSchema):
 
     command = ma.fields.Raw(required=True)
     shell = ma.fields.Boolean(load_default=False)
-    env = ma.fields.Dict(
+    env = Dict(
         keys=ma.fields.String(validate=env_name_not_reserved),
         values=ma.fields.String(),
         load_default=dict,

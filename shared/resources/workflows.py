@@ -26,6 +26,7 @@ from shared.resources.fields import (
     NAME,
     NAME_LENGTH,
     NAMESPACE,
+    Dict,
     Polymorphic,
     SecretRefSchema,
     StrictSchema,
@@ -76,8 +77,8 @@ QUANTITY = ma.validate.Regexp(
 RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 
-def _resource_list(text: str) -> ma.fields.Dict:
-    return ma.fields.Dict(
+def _resource_list(text: str) -> Dict:
+    return Dict(
         keys=ma.fields.String(validate=ma.validate.OneOf(RESOURCE_NAMES)),
         values=ma.fields.String(validate=QUANTITY),
         metadata=describe(text),
@@ -202,7 +203,7 @@ class RuntimeSchema(StrictSchema):
         metadata=describe("Container image for steps with runner: kubernetes."),
     )
     llmConfig = ma.fields.Nested(LLMConfigSchema, metadata=describe("Model used by agent steps."))
-    environment = ma.fields.Dict(
+    environment = Dict(
         keys=ma.fields.String(validate=ENV_NAME),
         values=ma.fields.String(),
         load_default=dict,

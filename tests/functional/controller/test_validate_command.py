@@ -125,3 +125,43 @@ def test_two_spellings_of_one_path_are_refused(
     out = capsys.readouterr().out
     assert "/p is also claimed by Source default/b" in out
     assert "/p is also claimed by Source default/a" in out
+
+
+def test_a_bad_type_does_not_hide_the_config_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "source.yaml"
+    bad.write_text(
+        "apiVersion: punchingfist.io/v1alpha1\nkind: Source\nmetadata: {name: am}\n"
+        "spec:\n  type: webhok\n  config:\n    path: 12\n    filters: {severity: critical}\n"
+    )
+    result = punchingfist_validate(bad)
+    assert result.returncode == 1
+    out = result.stdout
+    assert "spec.type: Must be one of: webhook, schedule, chat." in out
+    assert "spec.config: Checked as type 'webhook', the nearest to 'webhok'." in out
+    assert "spec.config.path: Not a valid string." in out
+    assert "spec.config.filters.severity: Not a valid list." in out
+    assert "spec.config.authentication: spec.config.authentication is required" in out
+
+
+def test_entry_errors_name_the_entry_not_its_value(tmp_path: Path) -> None:
+    bad = tmp_path / "source.yaml"
+    bad.write_text(
+        "apiVersion: punchingfist.io/v1alpha1\nkind: Source\nmetadata: {name: am}\n"
+        "spec:\n  type: webhook\n  config:\n    authentication: {type: none}\n"
+        "    filters: {severity: critical, 'bad label': [x]}\n"
+    )
+    out = punchingfist_validate(bad).stdout
+    assert f"{bad}#1 Source am: spec.config.filters.severity: Not a valid list." in out
+    assert "spec.config.filters.bad label: Bad key:" in out
+    assert ".value:" not in out
+    assert ".key:" not in out
+
+
+@pytest.mark.parametrize("content", ["", "---\n# nothing here\n", "---\n---\n"])
+def test_a_file_without_resources_is_an_error(tmp_path: Path, content: str) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(content)
+    result = punchingfist_validate(empty)
+    assert result.returncode == 1
+    assert f"no resources found in {empty}" in result.stderr
+    assert "resource(s) valid" not in result.stdout

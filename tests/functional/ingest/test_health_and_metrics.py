@@ -49,7 +49,8 @@ def test_healthz_and_readyz(client: Any) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.json["checks"] == {"database": "ok", "sources": "ok", "broker": "ok"}
+    assert ready.json["webhookPaths"] == 1
 
 
 def test_readyz_reports_a_down_broker(make_settings: Callable[..., Any], database_url: str) -> None:
