@@ -13,7 +13,6 @@ import-linter contract keeps the layers app -> tasks -> runtime.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 
 from celery import Celery
@@ -30,34 +29,12 @@ from shared import kube, queueing, secrets, units
 from shared.db.engines import make_engine, make_session_factory
 from shared.domain.templates import Templates
 from shared.settings import Settings
-
-_HOSTNAME = socket.gethostname()
+from shared.workers import is_dead, worker_id
 
 assert _steps  # imported for its registrations
 
-
-def worker_id() -> str:
-    """``host:pid`` of this process; stored on the steps it claims."""
-    return f"{_HOSTNAME}:{os.getpid()}"
-
-
-def is_dead(worker: str | None) -> bool:
-    """True when ``worker`` was a process on this host that no longer exists.
-
-    Only decidable on the same host; elsewhere the lease decides.
-    """
-    if not worker:
-        return False
-    host, _, pid = worker.rpartition(":")
-    if host != _HOSTNAME or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+# worker_id and is_dead (shared.workers) are re-exported for the tasks and the recovery pass.
+__all__ = ["Runtime", "is_dead", "runtime_for", "worker_id"]
 
 
 class Runtime:
