@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -
 T ?= tests
 
 .PHONY: help install test lint format run bench-ingest bench-engine bench-notifier bench-agent eval migrate clean crds validate
-.PHONY: settings-doc flower
+.PHONY: settings-doc flower e2e
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ install: $(STAMP) ## create .venv and install the project with its test and dev 
 
 test: $(STAMP) ## run every test (make test T=tests/unit to pick)
 	$(BIN)/python -m pytest $(T)
+
+e2e: $(STAMP) ## only the end-to-end suite (tests/e2e: every deployable as a process, real AlertManager)
+	$(BIN)/python -m pytest tests/e2e -m e2e
 
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter contracts
 	$(BIN)/ruff check .
