@@ -168,7 +168,15 @@ class Cluster:
                 body = json.loads(self.rfile.read(length) or b"null") if length else None
                 with cluster.lock:
                     cluster.requests.append((method, self.path))
-                    code, answer, content_type = cluster.answer(method, parsed.path, query, body)
+                    if method in ("POST", "PUT"):
+                        # Recorded (a test asserts that no write came) and refused: the
+                        # scenarios' tools never create or replace objects.
+                        refused = _status(405, "MethodNotAllowed", f"{method} is not served")
+                        code, answer, content_type = 405, refused, "application/json"
+                    else:
+                        code, answer, content_type = cluster.answer(
+                            method, parsed.path, query, body
+                        )
                 self._send(code, answer, content_type)
 
             def do_GET(self) -> None:
@@ -179,6 +187,12 @@ class Cluster:
 
             def do_DELETE(self) -> None:
                 self._handle("DELETE")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
