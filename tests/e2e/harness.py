@@ -25,6 +25,7 @@ asserts. It starts, stops and reads.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -71,6 +72,11 @@ API_TOKEN = "e2e-api-token"
 SLACK_TOKEN = "xoxb-e2e-token"
 SLACK_SIGNING_SECRET = "e2e-slack-signing-secret"
 FINISHED = ("Succeeded", "Failed", "Skipped")
+# (Secret, key, value) the scenarios' resources refer to.
+SECRETS = (
+    ("alertmanager-webhook", "token", WEBHOOK_TOKEN),
+    ("slack-bot", "token", SLACK_TOKEN),
+)
 
 
 def free_port() -> int:
@@ -186,13 +192,13 @@ class Pipeline:
         self._write_secrets()
         self._create_database()
         self._define_processes()
-        self.processes["redis"].start()
-        self.processes["alertmanager"].start()
-        self.processes["controller"].start()
+        # Everything at once: ingest reads the Sources from the database as the
+        # controller stores them (its /readyz says when), and messages wait in Redis
+        # until the workers consume them.
+        for process in self.processes.values():
+            process.start()
         self.wait_redis()
         self.wait_controller_ready()
-        for name in ("ingest", "engine", "notifier"):
-            self.processes[name].start()
         self.wait_http(f"{self.ingest_url}/readyz", "ingest")
         self.wait_http(f"{self.alertmanager_url}/-/ready", "alertmanager")
         self.wait_workers()
@@ -200,17 +206,23 @@ class Pipeline:
     def close(self) -> None:
         """Stop every process by its pid (also after a failure), then the doubles."""
         errors: list[str] = []
-        # The pipeline's order backwards: nothing is left sending to a stopped peer.
-        order = ["alertmanager", "controller", "ingest", "notifier", "engine", "redis"]
-        for name in order:
-            process = self.processes.get(name)
-            if process is None:
-                continue
-            try:
-                process.stop()
-            except Exception as exc:
-                errors.append(f"{name}: {exc!r}")
+        # First our own keep-alive connections: gunicorn waits for open ones to close.
         self.http.close()
+        # All at once (each takes a second or two to stop cleanly), Redis last so the
+        # workers' warm shutdown can still acknowledge what they finished.
+        services = [p for name, p in self.processes.items() if name != "redis"]
+        redis = [p for name, p in self.processes.items() if name == "redis"]
+        for group in (services, redis):
+            for process in group:
+                try:
+                    process.terminate()
+                except Exception as exc:  # every process must get its stop
+                    errors.append(f"{process.name}: {exc!r}")
+            for process in group:
+                try:
+                    process.wait_stopped()
+                except Exception as exc:  # every process must get its stop
+                    errors.append(f"{process.name}: {exc!r}")
         self._stack.close()
         if self.kube is not None:
             self.kube.stop()
@@ -286,10 +298,7 @@ class Pipeline:
 
     def _write_secrets(self) -> None:
         secrets = self.workdir / "secrets"
-        for name, key, value in (
-            ("alertmanager-webhook", "token", WEBHOOK_TOKEN),
-            ("slack-bot", "token", SLACK_TOKEN),
-        ):
+        for name, key, value in SECRETS:
             (secrets / name).mkdir(parents=True, exist_ok=True)
             (secrets / name / key).write_text(value + "\n")
         (self.workdir / "api-token").write_text(API_TOKEN + "\n")
@@ -396,6 +405,13 @@ class Pipeline:
             self.kube = KubeApiDouble().start()
             kubeconfig = self.workdir / "kubeconfig"
             kubeconfig.write_text(self.kube.kubeconfig())
+            # The same Secrets as the folder (the controller checks secretRefs through
+            # the API in a cluster); the services still read them from PF_SECRETS_DIR.
+            for name, key, value in SECRETS:
+                data = {key: base64.b64encode(value.encode()).decode()}
+                self.kube.state.create(
+                    "secrets", "default", {"metadata": {"name": name}, "data": data}
+                )
             plurals = {"Source": "sources", "Workflow": "workflows", "Sink": "sinks"}
             for resource in self.resources():
                 namespace = resource["metadata"].get("namespace", "default")

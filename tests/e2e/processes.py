@@ -90,19 +90,28 @@ class Process:
 
     def stop(self) -> int | None:
         """SIGTERM the group, wait for it, then SIGKILL what is left; the exit code."""
+        self.terminate()
+        return self.wait_stopped()
+
+    def terminate(self) -> None:
+        """SIGTERM the group without waiting (``wait_stopped`` finishes the stop)."""
+        self._leftovers: list[int] = []
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self._leftovers = descendants(self.popen.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+
+    def wait_stopped(self) -> int | None:
         if self.popen is None:
             return None
-        if self.popen.poll() is None:
-            leftovers = descendants(self.popen.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self._note(f"did not stop within {self.stop_timeout:g} s; killed")
-                self.kill()
-                return self.popen.returncode
-            self._reap(leftovers)
+        try:
+            self.popen.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._note(f"did not stop within {self.stop_timeout:g} s; killed")
+            self.kill()
+            return self.popen.returncode
+        self._reap(getattr(self, "_leftovers", []))
         return self.popen.returncode
 
     def kill(self) -> None:
