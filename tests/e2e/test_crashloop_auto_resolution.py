@@ -178,6 +178,15 @@ def _finish_and_resolve(
     time.sleep(2)  # one AlertManager repeat interval: a duplicate would show by now
     parent, _ = _thread(pipeline)
     assert ANSWER["rootCause"] in json.dumps(parent["blocks"])
+    # No silence of ours outlives the alert in AlertManager (none is made for an alert
+    # the workflow already resolved; one made earlier would have been expired).
+    silences = pipeline.http.get(f"{pipeline.alertmanager_url}/api/v2/silences").json()
+    active = [
+        s
+        for s in silences
+        if s["createdBy"] == "punching-fist" and s["status"]["state"] != "expired"
+    ]
+    assert active == [], active
 
 
 def _assert_the_thread_tells_each_step(pipeline: Pipeline, decided_by: str) -> None:
