@@ -145,7 +145,8 @@ def _finish_and_resolve(
     result = step["output"]
     assert result["category"] == "oom"
     assert result["approval"]["status"] == "executed"
-    assert result["approval"]["decidedBy"] == decided_by
+    # Who decided, as the approval records it ("ana"; "slack:U0ALICE (alice)" for a click).
+    assert decided_by in result["approval"]["decidedBy"]
     assert result["verification"]["healthy"] is True
     assert result["recommendations"][0]["action"].startswith("raise the memory")
     # Verified: the workflow resolved the alert itself.
@@ -176,8 +177,10 @@ def _finish_and_resolve(
         60,
     )
     time.sleep(2)  # one AlertManager repeat interval: a duplicate would show by now
-    parent, _ = _thread(pipeline)
-    assert ANSWER["rootCause"] in json.dumps(parent["blocks"])
+    # The findings are in the thread (the parent, or a reply once the parent was the
+    # approval request).
+    parent, replies = _thread(pipeline)
+    assert ANSWER["rootCause"] in json.dumps([parent, *replies])
     # No silence of ours outlives the alert in AlertManager (none is made for an alert
     # the workflow already resolved; one made earlier would have been expired).
     silences = pipeline.http.get(f"{pipeline.alertmanager_url}/api/v2/silences").json()
