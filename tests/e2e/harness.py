@@ -32,10 +32,14 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import shutil
+import signal
 import socket
 import string
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -142,10 +146,12 @@ class Pipeline:
         workdir: Path,
         *,
         controller: str = "folder",
+        postgres: str = "shared",
         route: Mapping[str, Any] = DEFAULT_ROUTE,
         env: Mapping[str, str] | None = None,
     ) -> None:
         assert controller in ("folder", "kubernetes"), controller
+        assert postgres in ("shared", "private"), postgres
         self.scenario = scenario
         self.scenario_dir = SCENARIOS / scenario
         self.workdir = workdir
@@ -156,6 +162,11 @@ class Pipeline:
         self.processes: dict[str, Process] = {}
         self._stack = contextlib.ExitStack()
         self._database_name = f"e2e_{uuid.uuid4().hex[:12]}"
+        # "shared": a database on the machine's server; "private": a server of our own
+        # (initdb in a temporary folder), which the fault tests may stop and restart.
+        self.postgres_mode = postgres
+        self.postgres_admin_url = POSTGRES_ADMIN_URL
+        self._postgres_dir: Path | None = None
         self.database_url = ""
         self._db: sa.Engine | None = None
         self.redis_port = free_port()
@@ -190,13 +201,16 @@ class Pipeline:
         for double in (self.slack, self.model, self.prometheus, self.cluster):
             self._stack.enter_context(double)  # type: ignore[arg-type]
         self._write_secrets()
+        if self.postgres_mode == "private":
+            self._start_private_postgres()
         self._create_database()
         self._define_processes()
         # Everything at once: ingest reads the Sources from the database as the
         # controller stores them (its /readyz says when), and messages wait in Redis
         # until the workers consume them.
         for process in self.processes.values():
-            process.start()
+            if not process.running():
+                process.start()
         self.wait_redis()
         self.wait_controller_ready()
         self.wait_http(f"{self.ingest_url}/readyz", "ingest")
@@ -210,9 +224,16 @@ class Pipeline:
         self.http.close()
         # All at once (each takes a second or two to stop cleanly), Redis last so the
         # workers' warm shutdown can still acknowledge what they finished.
-        services = [p for name, p in self.processes.items() if name != "redis"]
-        redis = [p for name, p in self.processes.items() if name == "redis"]
-        for group in (services, redis):
+        last = ("redis", "postgres")
+        services = [p for name, p in self.processes.items() if name not in last]
+        stores = [p for name, p in self.processes.items() if name in last]
+        if self.postgres_mode == "private":
+            # Its database goes with its folder; no DROP needed on a stopped server.
+            self.database_url = ""
+            if self._db is not None:
+                self._db.dispose()
+                self._db = None
+        for group in (services, stores):
             for process in group:
                 try:
                     process.terminate()
@@ -227,6 +248,8 @@ class Pipeline:
         if self.kube is not None:
             self.kube.stop()
         self._drop_database()
+        if self._postgres_dir is not None:
+            shutil.rmtree(self._postgres_dir, ignore_errors=True)
         if errors:
             raise RuntimeError(f"processes that did not stop cleanly: {errors}")
 
@@ -304,15 +327,86 @@ class Pipeline:
         (self.workdir / "api-token").write_text(API_TOKEN + "\n")
         (self.workdir / "slack-signing-secret").write_text(SLACK_SIGNING_SECRET + "\n")
 
+    def _start_private_postgres(self) -> None:
+        """initdb and ``postgres`` in the foreground, as user postgres when we are root
+        (the server refuses root). The folder is under /tmp, not the test's 0700 one."""
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+        bindir = found[-1].parent if found else Path(shutil.which("postgres") or "postgres").parent
+        self._postgres_dir = Path(tempfile.mkdtemp(prefix="pf-e2e-pg-"))
+        as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self._postgres_dir, account.pw_uid, account.pw_gid)
+            as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        data = self._postgres_dir / "data"
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        self._add(
+            "postgres",
+            [
+                *as_postgres,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(self._postgres_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                # A crash of the test machine is not a scenario: the disk need not sync.
+                "-c",
+                "fsync=off",
+            ],
+            os.environ,
+            stop_signal=signal.SIGINT,
+        )
+        self.postgres_admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        self.processes["postgres"].start()
+        self.wait_postgres()
+
+    def wait_postgres(self, timeout: float = 30.0) -> None:
+        def connects() -> bool:
+            self._alive("postgres")
+            engine = make_engine(DatabaseSettings(url=self.postgres_admin_url))
+            try:
+                with engine.connect():
+                    return True
+            finally:
+                engine.dispose()
+
+        wait_for(
+            connects,
+            timeout,
+            "PostgreSQL to accept connections",
+            interval=0.1,
+            ignoring=(sa.exc.OperationalError,),
+        )
+
     def _create_database(self) -> None:
-        admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN_URL)).execution_options(
+        admin = make_engine(DatabaseSettings(url=self.postgres_admin_url)).execution_options(
             isolation_level="AUTOCOMMIT"
         )
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{self._database_name}"')
         admin.dispose()
         self.database_url = (
-            sa.make_url(POSTGRES_ADMIN_URL)
+            sa.make_url(self.postgres_admin_url)
             .set(database=self._database_name)
             .render_as_string(hide_password=False)
         )
@@ -325,7 +419,7 @@ class Pipeline:
             self._db = None
         if not self.database_url:
             return
-        admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN_URL)).execution_options(
+        admin = make_engine(DatabaseSettings(url=self.postgres_admin_url)).execution_options(
             isolation_level="AUTOCOMMIT"
         )
         with admin.connect() as conn:
@@ -420,8 +514,16 @@ class Pipeline:
             argv = ["controller", "--standalone", "--ready-file", str(ready)]
         self._add("controller", [*PUNCHINGFIST, *argv], env)
 
-    def _add(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        self.processes[name] = Process(name, argv, env, self.logs / f"{name}.log", cwd=REPO)
+    def _add(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        self.processes[name] = Process(
+            name, argv, env, self.logs / f"{name}.log", cwd=REPO, stop_signal=stop_signal
+        )
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -464,6 +566,8 @@ class Pipeline:
         self, names: Sequence[str] = ("engine", "notifier"), timeout: float = 60.0
     ) -> None:
         """Until each named Celery worker answers a ping on the broker."""
+        import kombu.exceptions
+        import redis
         from celery import Celery
 
         app = Celery(broker=self.redis_url)
@@ -476,7 +580,14 @@ class Pipeline:
                 seen = {host.split("@", 1)[0] for reply in replies for host in reply}
                 return all(any(name in host for host in seen) for name in names)
 
-            wait_for(answered, timeout, f"workers {list(names)} to answer a ping", interval=0.2)
+            # A broker that has just restarted may drop the first connections.
+            wait_for(
+                answered,
+                timeout,
+                f"workers {list(names)} to answer a ping",
+                interval=0.2,
+                ignoring=(redis.RedisError, kombu.exceptions.OperationalError, OSError),
+            )
         finally:
             app.close()
 
@@ -513,6 +624,8 @@ class Pipeline:
             self.wait_workers([name])
         elif name == "controller":
             self.wait_controller_ready()
+        elif name == "postgres":
+            self.wait_postgres()
 
     def kill_engine(self) -> None:
         self.kill("engine")
@@ -543,6 +656,11 @@ class Pipeline:
 
     def kill_redis(self) -> None:
         self.kill("redis")
+
+    def restart_postgres(self) -> None:
+        """Only with ``postgres="private"``: the machine's server is not ours to stop."""
+        assert self.postgres_mode == "private", 'restart_postgres needs postgres="private"'
+        self.restart("postgres")
 
     # -- AlertManager: the only way alerts come in --------------------------------------------
 
