@@ -681,9 +681,10 @@ class Pipeline:
         assert answer.status_code == 200, answer.text
 
     def resolve(self, *alerts: Mapping[str, Any]) -> None:
-        """End alerts in AlertManager (``endsAt`` now): it then sends them ``resolved``."""
+        """End alerts in AlertManager (``endsAt`` now unless given): it then sends them
+        ``resolved``."""
         ends = dt.datetime.now(dt.UTC).isoformat()
-        self.fire(*({**alert, "endsAt": ends} for alert in alerts))
+        self.fire(*({"endsAt": ends, **alert} for alert in alerts))
 
     def alertmanager_alerts(self) -> list[dict[str, Any]]:
         answer = self.http.get(f"{self.alertmanager_url}/api/v2/alerts")
