@@ -172,7 +172,10 @@ def _finish_and_resolve(
     # Slack: one thread for the alert, its parent with the findings, turned resolved;
     # no second parent however often AlertManager repeated the alert.
     pipeline.wait(
-        lambda: "Resolved" in json.dumps(_thread(pipeline)[0]["blocks"]),
+        lambda: (
+            len(parents := pipeline.slack.parents()) == 1
+            and "Resolved" in json.dumps(parents[0]["blocks"])
+        ),
         "the Slack parent to turn resolved",
         60,
     )
