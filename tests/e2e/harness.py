@@ -19,6 +19,22 @@ Alerts go in through AlertManager's API v2 only (``fire``, ``resolve``). Every p
 is stopped by its pid in ``close`` (also after a failure); the fault tests reach each
 one through ``processes`` or the ``kill_*``/``restart_*`` shorthands.
 
+A fault test, for example::
+
+    def test_engine_killed_mid_step(pipeline_for):
+        pipeline = pipeline_for("duplicates-and-groups", postgres="private")
+        pipeline.fire({"labels": {"alertname": "X", "severity": "critical"}})
+        pipeline.wait(lambda: pipeline.count("workflow_runs") == 1, "a run")
+        pipeline.kill_engine()            # SIGKILL of the worker and its pool
+        pipeline.start_again("engine")    # waits until it answers a ping
+        pipeline.restart_redis()          # same port and folder: the AOF is reloaded
+        pipeline.restart_postgres()       # private server only
+        pipeline.slack.fail_next("chat.postMessage", status=429, retry_after=1)
+
+``processes[name]`` (redis, postgres, alertmanager, controller, ingest, engine,
+notifier) is a ``processes.Process`` with ``kill``, ``stop``, ``start``, ``pid`` and
+``log()``; ``env={...}`` overrides PF_ settings, ``route={...}`` AlertManager's timings.
+
 What this module must not do: post to ingest's webhook itself, or decide what a test
 asserts. It starts, stops and reads.
 """
