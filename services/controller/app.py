@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from services.controller import handlers
+from services.controller import metrics as controller_metrics
 from services.controller import secrets as secret_checks
 from services.controller.configdir import ConfigDirectory
 from services.controller.reconciler import Reconciler
@@ -27,9 +28,14 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def make_reconciler(config: Settings, secret_check: checks.SecretCheck) -> Reconciler:
+def make_reconciler(config: Settings, secret_check: checks.SecretCheck, mode: str) -> Reconciler:
     engine = make_engine(config.database)
-    return Reconciler(make_session_factory(engine), secret_check)
+    return Reconciler(make_session_factory(engine), secret_check, mode=mode)
+
+
+def _serve_metrics(config: Settings) -> None:
+    if config.controller.metrics_bind:
+        controller_metrics.serve(config.controller.metrics_bind)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -57,7 +63,10 @@ def run_files(
 
     ``ready_file`` is created once the first pass over the folder is stored.
     """
-    reconciler = make_reconciler(config, secret_checks.folder_check(config.secrets_dir))
+    reconciler = make_reconciler(
+        config, secret_checks.folder_check(config.secrets_dir), controller_metrics.FILES
+    )
+    _serve_metrics(config)
     watcher = ConfigDirectory(reconciler, directory)
     if stop is None:
         stop = threading.Event()
@@ -106,7 +115,8 @@ def run_kubernetes(
     if secret_check is None:
         api = secret_checks.kubernetes_api()
         secret_check = secret_checks.kubernetes_check(api)
-    reconciler = make_reconciler(config, secret_check)
+    reconciler = make_reconciler(config, secret_check, controller_metrics.KUBERNETES)
+    _serve_metrics(config)
     # Equal priorities make kopf freeze every replica; a random one lets exactly one
     # (the highest) work while the others wait for it to go away.
     priority = controller.priority or secrets.randbelow(1_000_000) + 1

@@ -23,7 +23,7 @@ from celery import Celery, signals
 
 from services.engine import tasks
 from services.engine.runtime import Runtime, is_dead, runtime_for
-from shared import approvals, outbox, queueing
+from shared import approvals, metrics, outbox, queueing
 from shared.db.models import utcnow
 from shared.settings import Settings
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
         # Same 1 s default poll on the in-memory transport (tests).
         app.conf.broker_transport_options = {"polling_interval": 0.05}
     tasks.register(app)
+    metrics.instrument_tasks()
     signals.worker_ready.connect(_housekeeping_starter(app), weak=False)
     return app
 

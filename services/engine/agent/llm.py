@@ -36,6 +36,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from services.engine import metrics as engine_metrics
 from shared.errors import ConfigError, PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,9 @@ def call(
         try:
             answer = model.invoke(list(messages))
         except Exception as exc:  # every provider error is classified here, once
+            engine_metrics.metrics().model_failed(
+                config.provider, config.model, time.monotonic() - started
+            )
             retryable, reason = _classify(exc)
             seconds = round(time.monotonic() - started, 3)
             log.info(
@@ -228,5 +232,8 @@ def call(
                 ) from exc
             sleep(backoff)
             continue
+        engine_metrics.metrics().model_answered(
+            config.provider, config.model, time.monotonic() - started, answer
+        )
         breaker.success(key)
         return answer
