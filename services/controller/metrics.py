@@ -8,6 +8,8 @@ is served as it is, with the client library's process and Python metrics.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from shared import metrics as shared_metrics
@@ -47,7 +49,7 @@ class ControllerMetrics:
 metrics = shared_metrics.Lazy(ControllerMetrics)
 
 
-def serve(bind: str) -> None:
-    """Serve the default registry on ``bind`` (HOST:PORT) from a daemon thread."""
+def serve(bind: str) -> Any:
+    """Serve the default registry on ``bind`` (HOST:PORT) from a daemon thread; the server."""
     metrics()  # declared before the first scrape, so every family is listed at once
-    shared_metrics.serve(bind, REGISTRY, "PF_CONTROLLER_METRICS_BIND")
+    return shared_metrics.serve(bind, REGISTRY, "PF_CONTROLLER_METRICS_BIND")
