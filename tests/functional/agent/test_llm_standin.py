@@ -67,4 +67,4 @@ def test_the_standin_reads_the_cluster_and_escalates(standin: str) -> None:
         ("kubectl", {"verb": "get", "kind": "pod", "namespace": "shop"}, "ok")
     ]
     assert "web-7d9f-abcde" in result["findings"][0]["detail"]
-    assert any("/namespaces/shop/pods" in path for _, path in cluster.requests)
+    assert any(call.path.endswith("/namespaces/shop/pods") for call in cluster.requests)

@@ -12,11 +12,11 @@ from typing import Any
 
 import harness
 import pytest
-from support.scenario_cluster import Cluster
 
 from services.engine.core.remediation import RemediationPolicy
 from services.engine.tools import registries
 from services.engine.tools.registries import Script, Status, ToolContext, ToolSettings
+from tests.support.kube_api import Cluster
 
 TOOLS = registries.default_registry
 
@@ -71,7 +71,12 @@ def test_kubectl_previous_logs_are_reduced_to_errors_and_the_tail(crashloop: Any
     )
     assert result.status is Status.OK
     assert "KeyError: 'PAYMENT_API_URL'" in result.text
-    assert any("previous=true" in path and "tailLines=50" in path for _, path in cluster.requests)
+    assert any(
+        call.path.endswith("/pods/web-7d9f-abcde/log")
+        and call.query.get("previous") == ["true"]
+        and call.query.get("tailLines") == ["50"]
+        for call in cluster.requests
+    )
 
 
 def test_rbac_denial_comes_back_as_denied_with_the_api_message(crashloop: Any) -> None:
@@ -162,15 +167,17 @@ def test_remediate_makes_an_allowed_change_and_records_it(crashloop: Any) -> Non
     )
     assert deleted.status is Status.OK
     ctx.close()
-    deployment = cluster.get("Deployment", "shop", "web")
+    deployment = cluster.get("deployments", "shop", "web")
     assert deployment is not None
     assert (
         "kubectl.kubernetes.io/restartedAt"
         in deployment["spec"]["template"]["metadata"]["annotations"]
     )
     assert deployment["spec"]["replicas"] == 3
-    assert cluster.get("Node", "", "node-1")["spec"]["unschedulable"] is True  # type: ignore[index]
-    assert cluster.deleted == ["pods/shop/web-7d9f-abcde"]
+    assert cluster.get("nodes", "", "node-1")["spec"]["unschedulable"] is True  # type: ignore[index]
+    assert cluster.deleted == [("web-7d9f-abcde", None)]
+    assert cluster.get("pods", "shop", "web-7d9f-abcde") is None
+    assert ("deployments", "shop/web", {"spec": {"replicas": 3}}) in cluster.patched
     assert [d["decision"] for d in ctx.decisions] == ["executed"] * 4
     assert ctx.decisions[0]["why"]
     assert ctx.decisions[0]["request"]["reason"] == "stuck"
@@ -202,7 +209,7 @@ def test_remediate_refuses_outside_the_policy_and_records_the_refusal(
     assert result.status is Status.DENIED
     assert why in result.text
     assert [d["decision"] for d in ctx.decisions] == ["refused"]
-    assert [m for m, _ in cluster.requests if m != "GET"] == []
+    assert [call.method for call in cluster.requests if call.method != "GET"] == []
 
 
 def test_the_workflow_policy_narrows_actions_and_namespaces(crashloop: Any) -> None:

@@ -27,8 +27,8 @@ from test_agent_steps import ANSWER, scenario
 from shared.queueing import RESUME_STEP
 from tests.functional.ingest.conftest import API_TOKEN
 from tests.functional.ingest.ingestserver import Ingest, running_ingest
+from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel, call
-from tests.support.scenario_cluster import Cluster
 from tests.support.waiting import wait_for
 
 RESTART = {
@@ -60,8 +60,8 @@ def cluster() -> Iterator[Cluster]:
             "spec": {"replicas": 2},
         },
     ]
-    with Cluster.from_scenario(data) as served:
-        yield served
+    with KubeApiDouble() as api:
+        yield api.state.load(data["cluster"])
 
 
 @pytest.fixture
@@ -154,15 +154,20 @@ def play_the_deployment_controller(cluster: Cluster) -> threading.Thread:
     def roll() -> None:
         wait_for(lambda: cluster.patched, 60, "the rollout restart")
         time.sleep(0.5)
-        with cluster.lock:
-            web = cluster.get("Deployment", "shop", "web")
-            assert web is not None
-            web["status"] = {
+        web = cluster.get("deployments", "shop", "web")
+        assert web is not None
+        cluster.set_status(
+            "deployments",
+            "shop",
+            "web",
+            {
+                "observedGeneration": web["metadata"]["generation"],
                 "replicas": 2,
                 "readyReplicas": 2,
                 "availableReplicas": 2,
                 "updatedReplicas": 2,
-            }
+            },
+        )
 
     thread = threading.Thread(target=roll, daemon=True)
     thread.start()
