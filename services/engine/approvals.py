@@ -78,7 +78,8 @@ def pause(
             step_index=loaded.step.index,
             step_name=loaded.step.name,
             status=Status.PENDING,
-            request=pending["request"],
+            # The policy's risk travels with the request (no column of its own).
+            request={**pending["request"], "risk": pending.get("risk")},
             what=pending["what"],
             requested_by=pending["by"],
             why=pending["why"],

@@ -189,6 +189,19 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     assert step.phase == "WaitingApproval"
     assert step.output["actionsTaken"][0]["decision"] == "approval_required"
     assert cluster.patched == []
+    # The run's detail shows what waits for whom, with its risk and deadline.
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert {k: shown[k] for k in ("id", "step", "status", "action", "risk", "reason")} == {
+        "id": approval["id"],
+        "step": "investigate",
+        "status": "pending",
+        "action": "restart-rollout",
+        "risk": "medium",
+        "reason": RESTART["reason"],
+    }
+    assert shown["expiresAt"] == approval["expiresAt"]
+    assert shown["decidedBy"] is None
+    assert shown["decidedAt"] is None
     # Nobody without the token decides; bad input is refused and changes nothing.
     assert decide(ingest, approval["id"], token="wrong", decision="approve", by="x").status == 401
     bad = decide(ingest, approval["id"], decision="maybe", by="ana")
@@ -233,6 +246,16 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     assert alert.status == "resolved"
     assert alert.auto_resolved is True
     assert ingest.get("/api/v1/approvals").body["approvals"] == []
+    # The run's detail, and the alert's, keep the decision and what came of it.
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert shown["status"] == "executed"
+    assert shown["decidedBy"] == "ana"
+    assert shown["comment"] == "go"
+    assert shown["decidedAt"] is not None
+    assert shown["completedAt"] is not None
+    assert shown["result"]["verified"] is True
+    (alert_run,) = ingest.get(f"/api/v1/alerts/{alert.id}").body["workflowRuns"]
+    assert alert_run["approvals"] == [shown]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -257,6 +280,8 @@ def test_a_denied_change_ends_the_run_without_it(
     assert [s.phase for s in steps] == ["Succeeded", "Pending"]
     assert steps[0].output["approval"]["status"] == "denied"
     assert steps[0].output["actionsTaken"][-1]["decision"] == "denied"
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert (shown["status"], shown["decidedBy"], shown["comment"]) == ("denied", "ana", "not now")
     # The run's end does not escalate: a delivery that tells a person does (notifier).
     assert harness.alert(run_id).status == "triaging"
 
