@@ -46,6 +46,9 @@ class Status(enum.StrEnum):
     EXECUTING = "executing"
     EXECUTED = "executed"
     FAILED = "failed"
+    # The worker making the change was lost: it may have been made, half made or not
+    # at all. Never retried by itself (recovery fails the step); a person checks.
+    UNKNOWN = "unknown"
 
 
 class Decision(enum.StrEnum):

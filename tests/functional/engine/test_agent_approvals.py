@@ -304,3 +304,53 @@ def test_an_undecided_change_expires_and_the_run_ends_without_it(
     assert late.status == 409
     assert "expired" in late.body["error"]
     assert harness.steps(run_id)[0].output["approval"]["status"] == "expired"
+
+
+def test_a_worker_killed_while_making_an_approved_change_never_makes_it_again(
+    harness: Harness,
+    redis_app: Celery,
+    worker_process: WorkerProcess,
+    doubles: Doubles,
+) -> None:
+    """SIGKILL the worker after the change reached the API, while it verifies: on
+    restart, recovery does not run the step (or the change) again; the approval is
+    ``unknown`` and the step fails saying what to check."""
+    cluster, model, ingest = doubles.cluster, doubles.model, doubles.ingest
+    run_id = start(harness, redis_app, worker_process, cluster, model)
+    approval = paused(harness, ingest, run_id)
+    assert decide(ingest, approval["id"], decision="approve", by="ana").status == 200
+    # Nobody plays the Deployment controller: the worker waits for a healthy rollout.
+    wait_for(lambda: cluster.patched, 30, "the rollout restart")
+    worker_process.kill()
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert shown["status"] == "executing"
+
+    worker_process.start()
+    run = harness.wait_finished(run_id, timeout=60)
+    assert run.phase == "Failed", (run.message, worker_process.log()[-3000:])
+    assert "was lost while making the approved change restart-rollout deployment shop/web" in (
+        run.error or ""
+    )
+    assert "whether it was made is unknown, and it was not tried again" in (run.error or "")
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert shown["status"] == "unknown"
+    assert shown["completedAt"] is not None
+    assert "was lost" in shown["result"]["error"]
+    steps = harness.steps(run_id)
+    assert [(s.name, s.phase) for s in steps] == [("investigate", "Failed"), ("after", "Skipped")]
+    result = steps[0].output
+    assert result["approval"]["status"] == "unknown"
+    assert result["escalate"] is True
+    assert [a["decision"] for a in result["actionsTaken"]] == ["approval_required", "unknown"]
+    # The investigation was not run again: the model was asked twice, before the pause.
+    assert len(model.requests) == 2
+    # A late redelivery of the resume finds nothing to do.
+    redis_app.send_task(RESUME_STEP, args=[approval["id"]], queue="engine")
+    wait_for(
+        lambda: worker_process.log().count("resume_step: nothing to do") >= 1,
+        30,
+        "the redelivered resume to be dropped",
+    )
+    assert [p for p in cluster.patched if p[0] == "deployments"] == [cluster.patched[0]]
+    assert len(cluster.patched) == 1
+    assert harness.alert(run_id).status == "triaging"
