@@ -93,10 +93,10 @@ class _Timed:
     def bind_tools(self, tools: Any) -> _Timed:
         return _Timed(self.model.bind_tools(tools), self.spent)
 
-    def invoke(self, messages: Any) -> Any:
+    def invoke(self, messages: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self.model.invoke(messages)
+            return self.model.invoke(messages, **kwargs)
         finally:
             self.spent.append(time.perf_counter() - started)
 
