@@ -226,7 +226,12 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     controller.join(5)
     assert run.phase == "Succeeded", (run.error, worker_process.log()[-3000:])
     redis_app.send_task(RESUME_STEP, args=[approval["id"]], queue="engine")
-    time.sleep(1.0)
+    # Both redelivered resumes were dropped (the original one made the change).
+    wait_for(
+        lambda: worker_process.log().count("resume_step: nothing to do") >= 2,
+        30,
+        "both redelivered resumes to be dropped",
+    )
     restarts = [p for p in cluster.patched if p[0] == "deployments"]
     assert len(restarts) == 1, cluster.patched
     assert "kubectl.kubernetes.io/restartedAt" in json.dumps(restarts[0][2])
