@@ -110,6 +110,7 @@ def _discovery(group_version: str) -> Obj:
 
 def _discovered(path: str) -> Obj | None:
     """The answer to a discovery request, None for any other path."""
+    path = path.rstrip("/") or "/"  # the API server answers /apis/ as /apis
     if path == "/version":
         return {"major": "1", "minor": "31", "gitVersion": "v1.31.0"}
     if path == "/api":
