@@ -209,7 +209,9 @@ def call(
             raise ModelUnavailableError("the step's time ran out before the model answered")
         started = time.monotonic()
         try:
-            answer = model.invoke(list(messages))
+            # No request outlives the step's deadline: a hanging endpoint costs at most
+            # what is left, not ``request_timeout`` per attempt past it.
+            answer = model.invoke(list(messages), timeout=min(config.request_timeout, left))
         except Exception as exc:  # every provider error is classified here, once
             engine_metrics.metrics().model_failed(
                 config.provider, config.model, time.monotonic() - started
