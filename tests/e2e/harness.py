@@ -72,10 +72,9 @@ from shared.db import migrate
 from shared.db.engines import make_engine
 from shared.settings import DatabaseSettings
 from tests.e2e.processes import Process
-from tests.support.kube_api import KubeApiDouble
+from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel
 from tests.support.promrecord import RecordedPrometheus
-from tests.support.scenario_cluster import Cluster
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).parents[2]
@@ -198,8 +197,10 @@ class Pipeline:
         self.slack = SlackAPI(token=SLACK_TOKEN)
         self.model = ScriptedModel([])
         self.prometheus = RecordedPrometheus(self.cluster_state.get("prometheus") or [])
-        self.cluster = Cluster.from_scenario(self.cluster_state)
-        self.kube: KubeApiDouble | None = None
+        # One Kubernetes API double: the scenario's cluster for the agent's tools, and
+        # the custom resources when the controller watches it.
+        self.kube = KubeApiDouble()
+        self.cluster: Cluster = self.kube.state.load(self.cluster_state.get("cluster") or {})
         self.http = httpx.Client(timeout=30.0)
 
     # -- start and stop ----------------------------------------------------------------------
@@ -214,7 +215,7 @@ class Pipeline:
 
     def _start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for double in (self.slack, self.model, self.prometheus, self.cluster):
+        for double in (self.slack, self.model, self.prometheus, self.kube):
             self._stack.enter_context(double)  # type: ignore[arg-type]
         self._write_secrets()
         if self.postgres_mode == "private":
@@ -261,8 +262,6 @@ class Pipeline:
                 except Exception as exc:  # every process must get its stop
                     errors.append(f"{process.name}: {exc!r}")
         self._stack.close()
-        if self.kube is not None:
-            self.kube.stop()
         self._drop_database()
         if self._postgres_dir is not None:
             shutil.rmtree(self._postgres_dir, ignore_errors=True)
@@ -512,7 +511,6 @@ class Pipeline:
                 (config_dir / name).write_text(yaml.safe_dump(resource, sort_keys=False))
             argv = ["controller", "--config-dir", str(config_dir), "--ready-file", str(ready)]
         else:
-            self.kube = KubeApiDouble().start()
             kubeconfig = self.workdir / "kubeconfig"
             kubeconfig.write_text(self.kube.kubeconfig())
             # The same Secrets as the folder (the controller checks secretRefs through
@@ -808,6 +806,14 @@ class Pipeline:
 
     def wait(self, condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         return wait_for(condition, timeout, what, interval=0.1)
+
+    # -- the Kubernetes API double ------------------------------------------------------
+
+    def cluster_writes(self) -> list[tuple[str, str]]:
+        """(method, path) of every request to the API double that could change something."""
+        with self.cluster.lock:
+            calls = list(self.cluster.requests)
+        return [(c.method, c.path) for c in calls if c.method not in ("GET", "HEAD")]
 
     # -- the store ---------------------------------------------------------------------------
 

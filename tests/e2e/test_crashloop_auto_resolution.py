@@ -108,15 +108,12 @@ def _play_the_deployment_controller(pipeline: Pipeline) -> threading.Thread:
 
     def roll() -> None:
         wait_for(lambda: cluster.patched, 120, "the rollout restart")
-        with cluster.lock:
-            web = cluster.get("Deployment", "shop", "web")
-            assert web is not None
-            web["status"] = {
-                "replicas": 2,
-                "readyReplicas": 2,
-                "availableReplicas": 2,
-                "updatedReplicas": 2,
-            }
+        cluster.set_status(
+            "deployments",
+            "shop",
+            "web",
+            {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2},
+        )
 
     thread = threading.Thread(target=roll, daemon=True)
     thread.start()
@@ -141,6 +138,7 @@ def _finish_and_resolve(
     assert "kubectl.kubernetes.io/restartedAt" in json.dumps(restarts[0][2])
     assert [p for p in pipeline.cluster.patched if p[0] != "deployments"] == []
     assert pipeline.cluster.deleted == []
+    assert [w for w in pipeline.cluster_writes() if w[0] != "PATCH"] == []
     [step] = run["steps"]
     result = step["output"]
     assert result["category"] == "oom"
