@@ -18,8 +18,8 @@ from celery import Celery
 from enginekit import Harness, WorkerProcess, start_run
 from test_agent_steps import ANSWER, POD, cluster, scenario, start_worker, workflow
 
+from tests.support.kube_api import Cluster
 from tests.support.openai_double import ScriptedModel, call, status
-from tests.support.scenario_cluster import Cluster
 from tests.support.scrape import free_port, scrape
 from tests.support.waiting import wait_for
 
