@@ -164,6 +164,8 @@ class Pipeline:
         postgres: str = "shared",
         route: Mapping[str, Any] = DEFAULT_ROUTE,
         env: Mapping[str, str] | None = None,
+        postgres_admin_url: str = POSTGRES_ADMIN_URL,
+        database_prefix: str = "e2e_",
     ) -> None:
         assert controller in ("folder", "kubernetes"), controller
         assert postgres in ("shared", "private"), postgres
@@ -176,11 +178,12 @@ class Pipeline:
         self.extra_env = dict(env or {})
         self.processes: dict[str, Process] = {}
         self._stack = contextlib.ExitStack()
-        self._database_name = f"e2e_{uuid.uuid4().hex[:12]}"
-        # "shared": a database on the machine's server; "private": a server of our own
-        # (initdb in a temporary folder), which the fault tests may stop and restart.
+        self._database_name = f"{database_prefix}{uuid.uuid4().hex[:12]}"
+        # "shared": a database on a running server (the machine's, or the one a test
+        # brings: postgres_admin_url); "private": a server of our own (initdb in a
+        # temporary folder), which the fault tests may stop and restart.
         self.postgres_mode = postgres
-        self.postgres_admin_url = POSTGRES_ADMIN_URL
+        self.postgres_admin_url = postgres_admin_url
         self._postgres_dir: Path | None = None
         self.database_url = ""
         self._db: sa.Engine | None = None
