@@ -1,7 +1,7 @@
 """``punchingfist notifier``: a Celery worker on the ``notifier`` queue.
 
-Mingle and gossip are off, as in the engine: they make a starting worker wait for
-its peers and the notifier needs nothing from them (the database holds all state).
+Started like the engine's (``shared.queueing.serve_worker``): same node naming,
+mingle and gossip off.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import argparse
 import logging
 from typing import Any
 
-from shared import settings
-from shared.errors import ConfigError
-from shared.queueing import NOTIFIER_QUEUE
+from shared import queueing, settings
+from shared.db import migrate
 
 log = logging.getLogger(__name__)
 
@@ -37,42 +36,15 @@ def register(subparsers: Any) -> None:
     notifier.set_defaults(handler=serve)
 
 
-def _check_schema(config: settings.Settings) -> None:
-    from shared.db import migrate
-    from shared.db.engines import make_engine
-
-    engine = make_engine(config.database)
-    try:
-        if not migrate.is_current(engine):
-            raise ConfigError(
-                f"the database is at revision {migrate.current_revision(engine)}, not "
-                f"{migrate.head_revision()}: run `punchingfist migrate` first"
-            )
-    finally:
-        engine.dispose()
-
-
 def serve(args: argparse.Namespace) -> int:
     from services.notifier.app import create_app
 
     config = settings.from_env()
-    _check_schema(config)
-    app = create_app(config)
-    argv = [
-        "worker",
-        "--queues",
-        NOTIFIER_QUEUE,
-        "--hostname",
-        "notifier@%h",
-        "--concurrency",
-        str(args.concurrency or config.notifier.concurrency),
-        "--pool",
-        args.pool or config.notifier.pool,
-        "--loglevel",
-        config.log_level,
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    log.info("notifier worker starting", extra={"argv": argv})
-    app.worker_main(argv)
-    return 0
+    migrate.require_current(config.database)
+    return queueing.serve_worker(
+        create_app(config),
+        queue=queueing.NOTIFIER_QUEUE,
+        concurrency=args.concurrency or config.notifier.concurrency,
+        pool=args.pool or config.notifier.pool,
+        log_level=config.log_level,
+    )
