@@ -31,6 +31,10 @@ ENGINE_QUEUE = "engine"
 NOTIFIER_QUEUE = "notifier"
 
 # Stable task names: renaming one strands the messages already queued under it.
+# Every task that belongs to a run carries the run id in its args, even where the
+# task does not need it to load its rows: Flower lists tasks by their args, and the
+# task binds it to its log lines from the first one. A new trailing argument is
+# optional in the task, so messages queued before it still run.
 START_WORKFLOW = "engine.start_workflow"
 # Ingest queues one message per webhook for all the runs it created: per-message
 # cost (about 0.15 ms of Celery plus a Redis round trip) would otherwise dominate
@@ -38,8 +42,9 @@ START_WORKFLOW = "engine.start_workflow"
 START_WORKFLOWS = "engine.start_workflows"
 RUN_STEP = "engine.run_step"
 # An approval was decided or expired: make (or not) the change, finish the step and
-# go on with the run. Args: [approval_id]. Sent through the outbox by whoever decided.
+# go on with the run. Args: [approval_id, run_id]. Sent through the outbox by whoever decided.
 RESUME_STEP = "engine.resume_step"
+# One run's result to one Sink. Args: [delivery_id, run_id].
 DELIVER = "notifier.deliver"
 # An alert with a Slack thread or a silence was resolved: edit the thread's parent,
 # reply when and how, expire the silence. Args: [alert_id]. Sent by ingest (through
