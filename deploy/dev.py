@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -36,6 +37,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 import sqlalchemy as sa
 import yaml
 
@@ -198,6 +200,18 @@ def _ensure_database(url: str) -> None:
         admin.dispose()
 
 
+def _broker_unreachable(url: str) -> str | None:
+    """Why the Redis broker cannot be used, or None (else every worker waits for it)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"the broker {url} is not reachable: {exc}"
+    finally:
+        client.close()
+    return None
+
+
 def _write_config(stack: Stack) -> None:
     """examples/*.yaml, with a Slack Sink on the stand-in added to the Workflow's Sinks.
 
@@ -319,6 +333,10 @@ def start(stack: Stack) -> int:
         stale.unlink()
     (stack.dir / "controller.ready").unlink(missing_ok=True)
     _write_config(stack)
+    unreachable = _broker_unreachable(stack.broker_url)
+    if unreachable:
+        print(f"make dev: {unreachable}", file=sys.stderr)
+        return 1
     try:
         _ensure_database(stack.database_url)
     except sa.exc.OperationalError as exc:
@@ -385,6 +403,26 @@ def _alive(pid: int, started: str | None) -> bool:
     return started is not None and _start_time(pid) == started
 
 
+def _stop_one(pid: int) -> str:
+    """SIGTERM the session leader ``pid``; SIGKILL its group if it outlives STOP_TIMEOUT
+    or leaves processes behind. Says which it took."""
+    started = _start_time(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    clean = _wait_gone(functools.partial(_alive, pid, started), STOP_TIMEOUT)
+    # Anything left in the leader's group was started by it (a pool process).
+    leftovers = _group_alive(pid)
+    if leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _wait_gone(functools.partial(_group_alive, pid), 5)
+    if not clean:
+        return f"killed (still running after {STOP_TIMEOUT:.0f}s)"
+    if leftovers:
+        return "stopped; killed what it left in its process group"
+    return "stopped"
+
+
 def stop(stack: Stack) -> int:
     """SIGTERM each process we started (newest first); what outlives STOP_TIMEOUT, or
     stays behind in its group (a pool process), gets SIGKILL."""
@@ -395,20 +433,7 @@ def stop(stack: Stack) -> int:
         if pid is None:
             path.unlink(missing_ok=True)
             continue
-        started = _start_time(pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        clean = _wait_gone(lambda pid=pid, started=started: _alive(pid, started), STOP_TIMEOUT)
-        # The session leader is gone; anything left in its group was started by it.
-        leftovers = _group_alive(pid)
-        if leftovers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            _wait_gone(lambda pid=pid: _group_alive(pid), 5)
-        if not clean:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        how = "stopped" if clean and not leftovers else "killed (did not stop in time)"
+        how = _stop_one(pid)
         print(f"  {name:<11} pid {pid:<8} {how}")
         path.unlink(missing_ok=True)
         stopped += 1
