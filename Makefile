@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -
 T ?= tests
 
 .PHONY: help install test lint format run bench-ingest bench-engine bench-notifier bench-agent eval migrate clean crds validate
-.PHONY: settings-doc flower e2e
+.PHONY: settings-doc flower e2e dev dev-stop dev-status
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -39,10 +39,23 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Text logs: a person reads them in the terminal, between the reports. Every deployed
+# process keeps the default, JSON lines (PF_LOG_FORMAT=json overrides here too).
 run: $(STAMP) ## the whole pipeline on the embedded default (SQLite), on $PF_INGEST_BIND (127.0.0.1:8080)
 	PF_SECRETS_DIR=$${PF_SECRETS_DIR:-examples/secrets} \
 	PF_API_TOKEN_FILE=$${PF_API_TOKEN_FILE:-examples/secrets/punchingfist-api/token} \
+	PF_LOG_FORMAT=$${PF_LOG_FORMAT:-text} \
 	$(BIN)/punchingfist run --config-dir examples
+
+dev: $(STAMP) ## every deployable, the stand-ins and Flower (:5555) as local processes on the machine's Redis and PostgreSQL; logs and pids in var/dev
+	@$(BIN)/python -c 'import flower' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[flower]'
+	$(BIN)/python deploy/dev.py start
+
+dev-stop: ## stop what make dev started (by its pid files)
+	@$(BIN)/python deploy/dev.py stop
+
+dev-status: ## which of make dev's processes are running
+	@$(BIN)/python deploy/dev.py status
 
 crds: $(STAMP) ## regenerate the CRD manifests in k8s/crds/ from shared/resources
 	$(BIN)/python -m shared.resources.crds k8s/crds
@@ -52,7 +65,8 @@ settings-doc: $(STAMP) ## regenerate the PF_ settings table of docs/deploy.md fr
 
 flower: $(STAMP) ## the Celery dashboard on http://127.0.0.1:5555 for $PF_BROKER_URL (Redis; default redis://127.0.0.1:6379/0)
 	@$(BIN)/python -c 'import flower' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[flower]'
-	$(BIN)/celery --broker=$${PF_BROKER_URL:-redis://127.0.0.1:6379/0} flower --address=127.0.0.1 --port=5555
+	$(BIN)/celery --broker=$${PF_BROKER_URL:-redis://127.0.0.1:6379/0} flower --address=127.0.0.1 --port=5555 \
+	  --tasks_columns=name,uuid,state,args,received,started,runtime,worker
 
 validate: $(STAMP) ## check resource files offline, one set at a time (make validate F=examples)
 	@for set in $(or $(F),examples examples/cluster); do \

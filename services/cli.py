@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shared import commands, settings
+from shared import commands, queueing, settings
+from shared.errors import WorkerNotAliveError
 
 log = logging.getLogger("punchingfist")
 
@@ -55,6 +56,22 @@ def _migrate(args: argparse.Namespace) -> int:
         "database migrated",
         extra={"from": before, "to": migrate.current_revision(engine), "url": _safe(config)},
     )
+    return 0
+
+
+# The Celery workers a liveness check can ask: subcommand -> its queue (node name).
+WORKER_QUEUES = {"engine": queueing.ENGINE_QUEUE, "notifier": queueing.NOTIFIER_QUEUE}
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when this host's worker answers a ping, else 1 with one line saying why."""
+    config = settings.from_env()
+    node = args.node or queueing.node_name(WORKER_QUEUES[args.worker])
+    try:
+        queueing.ping_worker(config, node, args.timeout)
+    except WorkerNotAliveError as exc:
+        print(f"punchingfist healthcheck: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -180,6 +197,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Alembic migrations up to head on $PF_DATABASE_URL.",
     )
     migrate.set_defaults(handler=_migrate)
+
+    healthcheck = sub.add_parser(
+        "healthcheck",
+        help="liveness of this host's engine or notifier worker (exit 0: it answered)",
+        description=(
+            "Ask the local Celery worker (node <queue>@<hostname>, as the worker names "
+            "itself) over $PF_BROKER_URL to answer a ping. Exit 0 when it does; exit 1 "
+            "with one line saying why when it does not (no answer, broker unreachable). "
+            "The livenessProbe of the k8s Deployments and the compose healthchecks."
+        ),
+    )
+    healthcheck.add_argument("worker", choices=sorted(WORKER_QUEUES), help="which worker")
+    healthcheck.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the answer (default: 10)",
+    )
+    healthcheck.add_argument(
+        "--node", metavar="NAME", help="ask this node instead (default: <worker>@<this host>)"
+    )
+    healthcheck.set_defaults(handler=_healthcheck)
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)

@@ -170,10 +170,12 @@ def decide(  # noqa: PLR0917  one signature for the API and the Slack buttons
         raise AlreadyDecidedError(
             f"approval {approval_id} is already {row.status}{who} at {_iso(row.decided_at)}"
         )
-    tasks = outbox.add(
-        session, [(RESUME_STEP, ENGINE_QUEUE, [str(approval_id)])], outbox_lease_seconds
-    )
     row = session.execute(sa.select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).one()
+    tasks = outbox.add(
+        session,
+        [(RESUME_STEP, ENGINE_QUEUE, [str(approval_id), str(row.run_id)])],
+        outbox_lease_seconds,
+    )
     return Decided(view(row), tasks)
 
 
@@ -181,26 +183,25 @@ def expire(
     session: Session, now: dt.datetime, *, outbox_lease_seconds: float = 10.0
 ) -> list[outbox.PendingTask]:
     """Pending approvals past ``expires_at`` become expired (a denial nobody made)."""
-    due = (
-        session.execute(
-            sa.select(_APPROVALS.c.id).where(
-                _APPROVALS.c.status == Status.PENDING, _APPROVALS.c.expires_at <= now
-            )
+    due = session.execute(
+        sa.select(_APPROVALS.c.id, _APPROVALS.c.run_id).where(
+            _APPROVALS.c.status == Status.PENDING, _APPROVALS.c.expires_at <= now
         )
-        .scalars()
-        .all()
-    )
+    ).all()
     expired = []
-    for approval_id in due:
+    for approval_id, run_id in due:
         changed = session.execute(
             sa.update(_APPROVALS)
             .where(_APPROVALS.c.id == approval_id, _APPROVALS.c.status == Status.PENDING)
             .values(status=Status.EXPIRED, decided_at=now, decided_by="expiry")
         )
         if changed.rowcount == 1:  # type: ignore[attr-defined]
-            expired.append(approval_id)
+            expired.append((approval_id, run_id))
     return outbox.add(
         session,
-        [(RESUME_STEP, ENGINE_QUEUE, [str(approval_id)]) for approval_id in expired],
+        [
+            (RESUME_STEP, ENGINE_QUEUE, [str(approval_id), str(run_id)])
+            for approval_id, run_id in expired
+        ],
         outbox_lease_seconds,
     )

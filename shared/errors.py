@@ -6,7 +6,8 @@
     ├── SecretError            a secretRef that cannot be resolved
     ├── LifecycleError         an illegal alert state transition
     ├── PermanentError         work that must not be retried
-    └── TemporaryError         work that may succeed later (``delay`` seconds)
+    ├── TemporaryError         work that may succeed later (``delay`` seconds)
+    └── WorkerNotAliveError    a liveness check got no answer (the message says why)
 
 Library exceptions are translated at the boundary that raises them and chained
 with ``from`` so that the cause stays visible in logs.
@@ -49,3 +50,7 @@ class TemporaryError(PunchingFistError):
     def __init__(self, message: str, delay: float = 1.0) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class WorkerNotAliveError(PunchingFistError):
+    """A Celery worker did not answer its liveness check; the message is one line."""

@@ -6,9 +6,11 @@ terminal (``PF_LOG_FORMAT=text``) the message followed by ``key=value`` pairs, s
 line such as ``invalid resource file`` still says which file and why.
 
 Fields can also be bound for a stretch of code (``bound(task_id=..., run_id=...)``,
-as the unit of work in ``shared.units`` does): every record logged meanwhile, by any
-module, carries them unless it gives the same key itself. They live in a context
-variable, so threads and concurrent tasks never see each other's.
+as the Celery task adapters and ingest's webhook view do): every record logged
+meanwhile, by any module, carries them unless it gives the same key itself. They
+live in a context variable, so threads and concurrent tasks never see each other's.
+The names are the same in every deployable (``alert_id``, ``run_id``, ``step``,
+``task_id``), so that ``grep <alert id>`` over all their logs tells one alert's story.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ def bound(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _BOUND.reset(token)
+
+
+def bind(**fields: Any) -> None:
+    """Add ``fields`` to the innermost ``bound`` block, until that block ends.
+
+    For what is learnt half-way through a block (a task binds its run id on entry,
+    and the alert and step once it has loaded them). Only inside a ``bound`` block:
+    its exit restores what was there before, so nothing outlives it; outside one the
+    fields would stay on the thread.
+    """
+    _BOUND.set({**_BOUND.get(), **fields})
 
 
 class BoundFields(logging.Filter):
@@ -115,5 +128,8 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python's warnings (Celery's as root, a library's deprecation) as log records,
+    # in the same format, instead of raw multi-line text on the same stderr.
+    logging.captureWarnings(True)
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

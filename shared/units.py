@@ -96,7 +96,9 @@ class Units:
     @contextlib.contextmanager
     def begin(self, **log_fields: Any) -> Iterator[Unit]:
         """A transaction (committed on exit, rolled back on error), then publish."""
-        with logs.bound(**log_fields):
+        # No fields, no block of its own: what the caller binds inside (``logs.bind``,
+        # once it has loaded the run) then lasts as long as the caller's own block.
+        with logs.bound(**log_fields) if log_fields else contextlib.nullcontext():
             with self._lock(), self._transaction() as unit:
                 yield unit
             if unit.pending:

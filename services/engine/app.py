@@ -17,9 +17,8 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from typing import Any
 
-from celery import Celery, signals
+from celery import Celery
 
 from services.engine import approvals as engine_approvals
 from services.engine import tasks
@@ -33,48 +32,29 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     """The engine's Celery app; ``runtime`` lets tests inject registries and runners."""
-    app = queueing.make_celery(settings, name="punchingfist-engine")
+    app = queueing.make_worker_celery(settings, name="punchingfist-engine")
     app.pf_settings = settings
     if runtime is not None:
         app.pf_runtime = runtime
-    if settings.broker.url.startswith("sqla+"):
-        # kombu's SQLAlchemy transport hands every transport option to
-        # create_engine(), so the Redis socket options of the shared factory must
-        # not reach it, and its polling interval cannot be set as an option. Its
-        # default 1 s poll would add up to a second per step; 50 ms costs one
-        # indexed query per idle worker and queue. Set on the class, in the engine
-        # process only (the embedded default of `make run`).
-        from kombu.transport import sqlalchemy as kombu_sqla
-
-        app.conf.broker_transport_options = {}
-        kombu_sqla.Transport.polling_interval = 0.05
-    elif settings.broker.url.startswith("memory:"):
-        # Same 1 s default poll on the in-memory transport (tests).
-        app.conf.broker_transport_options = {"polling_interval": 0.05}
     tasks.register(app)
     metrics.instrument_tasks()
-    signals.worker_ready.connect(_housekeeping_starter(app), weak=False)
+    queueing.on_worker_ready(app, lambda: _start_housekeeping(app))
     return app
 
 
-def _housekeeping_starter(app: Celery) -> Any:
-    def start(sender: Any = None, **_: Any) -> None:
-        if sender is not None and getattr(sender, "app", app) is not app:
-            return
-        runtime = runtime_for(app)
-        Housekeeping(runtime).start()
-        settings = runtime.settings
-        outbox.Relay(
-            lambda: outbox.relay_once(
-                runtime.session_factory,
-                runtime.publisher,
-                batch_size=settings.outbox.batch_size,
-                lease_seconds=settings.outbox.lease_seconds,
-            ),
-            settings.outbox.relay_interval,
-        ).start()
-
-    return start
+def _start_housekeeping(app: Celery) -> None:
+    runtime = runtime_for(app)
+    Housekeeping(runtime).start()
+    settings = runtime.settings
+    outbox.Relay(
+        lambda: outbox.relay_once(
+            runtime.session_factory,
+            runtime.publisher,
+            batch_size=settings.outbox.batch_size,
+            lease_seconds=settings.outbox.lease_seconds,
+        ),
+        settings.outbox.relay_interval,
+    ).start()
 
 
 class Housekeeping(threading.Thread):

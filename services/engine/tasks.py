@@ -92,6 +92,8 @@ def start_workflow(task: EngineTask, run_id: str) -> None:
             if started is None:
                 log.info("start ignored: run is not Pending")
                 return
+            if started.alert_id is not None:
+                logs.bind(alert_id=str(started.alert_id))
             unit.publish_after_commit(started.tasks)
         if started.phase is RunPhase.RUNNING:
             runtime.step_chain(run_id, 0, started.total_steps).apply_async()
@@ -102,6 +104,7 @@ def start_workflow(task: EngineTask, run_id: str) -> None:
 
 
 def run_step(task: EngineTask, run_id: str, index: int) -> None:
+    # ``step`` (the name) and ``alert_id`` are bound once the run is loaded.
     with logs.bound(run_id=run_id, index=index):
         _run_step(task, task.runtime, uuid.UUID(run_id), index)
 
@@ -117,6 +120,7 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
             log.warning("run_step: no such run or step")
             task.stop_chain()
             return
+        _bind_loaded(loaded)
         decision = outcomes.claim(
             loaded.run_phase,
             loaded.state.phase,
@@ -177,8 +181,23 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
     _after_commit(task, result)
 
 
-def resume_step(task: EngineTask, approval_id: str) -> None:
-    """An approval was decided or expired: make the change (or not), finish the step, go on."""
+def _bind_loaded(loaded: Loaded) -> None:
+    """The step's name and its run's alert on every line from here to the task's end."""
+    logs.bind(step=loaded.step.name)
+    if loaded.alert_id is not None:
+        logs.bind(alert_id=str(loaded.alert_id))
+
+
+def resume_step(task: EngineTask, approval_id: str, run_id: str | None = None) -> None:
+    """An approval was decided or expired: make the change (or not), finish the step, go on.
+
+    ``run_id`` is for Flower and the logs (messages queued before it had none)."""
+    fields = {"approval_id": approval_id} | ({"run_id": run_id} if run_id else {})
+    with logs.bound(**fields):
+        _resume_step(task, approval_id)
+
+
+def _resume_step(task: EngineTask, approval_id: str) -> None:
     runtime = task.runtime
     me = worker_id()
     lease = runtime.settings.engine.lease_seconds
@@ -199,6 +218,8 @@ def resume_step(task: EngineTask, approval_id: str) -> None:
         log.info("resume_step: nothing to do (decided before, or redelivered)", extra=extra)
         return
     loaded = resumed.loaded
+    logs.bind(run_id=str(loaded.run_id))
+    _bind_loaded(loaded)
     happened = None
     if resumed.approved:
         from services.engine.steps.agent import tool_settings

@@ -28,6 +28,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from services.ingest import intake, state
+from shared import logs
 from shared import runs as shared_runs
 from shared.db.models import Alert, AlertSourceEvent, SourceEvent
 from shared.domain.alerts import AlertStatus, Notification, RefusedAlert
@@ -149,10 +150,18 @@ def _read_api_token() -> tuple[Response, int] | None:
 
 @blueprint.post("/<path:path>")
 def receive_webhook(path: str) -> tuple[Response, int]:
+    # Every line logged for this request names its Source (and, once stored, its
+    # event); the alerts and runs are on the "webhook recorded" line.
+    with logs.bound():
+        return _receive_webhook(path)
+
+
+def _receive_webhook(path: str) -> tuple[Response, int]:
     ingest = state.current()
     source = ingest.catalog.by_path("/" + path)
     if source is None:
         return _error(404, f"no Source listens on /{path}")
+    logs.bind(source=source.name)
     if source.bearer_secret is not None:
         try:
             expected = ingest.secrets.get(
@@ -196,12 +205,17 @@ def receive_webhook(path: str) -> tuple[Response, int]:
         log.exception("webhook could not be stored", extra={"source": source.name})
         return _error(422, f"this webhook's data cannot be stored: {exc}; nothing stored")
     _count(source.name, notification, result)
+    logs.bind(event_id=str(result.event_id))
     log.info(
         "webhook recorded",
         extra={
-            "source": source.name,
-            "event_id": str(result.event_id),
             "alert_ids": [str(alert_id) for alert_id in result.alert_ids],
+            # alert id -> the run started for it: the link from ingest's lines to
+            # the engine's and notifier's, which carry both.
+            "runs": {
+                str(alert_id): str(run_id)
+                for alert_id, run_id in zip(result.run_alert_ids, result.run_ids, strict=True)
+            },
             "received": result.received,
             "filtered": result.filtered,
             "new": result.new,

@@ -81,6 +81,7 @@ def serve(args: argparse.Namespace) -> int:
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
+    from gunicorn import glogging
     from gunicorn.app.base import BaseApplication
 
     from services.ingest import workers as ingest_workers
@@ -88,6 +89,18 @@ def serve(args: argparse.Namespace) -> int:
     worker_class = ingest_workers.worker_class(
         read_timeout=config.ingest.read_timeout, max_body_bytes=config.ingest.max_body_bytes
     )
+
+    class RootLogger(glogging.Logger):  # type: ignore[misc]
+        """gunicorn's own lines (workers booting, timeouts) through the root handler,
+        so that they are formatted like every other line (JSON by default) instead
+        of by gunicorn's text handler on the same stderr."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for gunicorn_log in (self.error_log, self.access_log):
+                for handler in list(gunicorn_log.handlers):
+                    gunicorn_log.removeHandler(handler)
+                gunicorn_log.propagate = True
 
     class IngestServer(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -106,6 +119,7 @@ def serve(args: argparse.Namespace) -> int:
             self.cfg.set("child_exit", _child_exit)
             self.cfg.set("worker_exit", _worker_exit)
             self.cfg.set("proc_name", "punchingfist-ingest")
+            self.cfg.set("logger_class", RootLogger)
             # gunicorn 23+ opens a control socket for gunicornc at one path per user
             # ($HOME/.gunicorn/gunicorn.ctl), shared by every instance on the machine.
             # Nothing here uses it; the arbiter is driven by signals.

@@ -104,6 +104,8 @@ class IntakeResult:
     rate_limited: int
     refused: int
     run_ids: tuple[uuid.UUID, ...]
+    # The alert of each run in run_ids, in the same order (for the log line).
+    run_alert_ids: tuple[uuid.UUID, ...]
     alert_ids: tuple[uuid.UUID, ...]
     # Outbox entries published right after commit (the rest wait for the relay).
     published: int
@@ -255,6 +257,7 @@ def _record_once(
         rate_limited=rate_limited,
         refused=len(notification.refused),
         run_ids=tuple(run["id"] for run in runs),
+        run_alert_ids=tuple(alert_id for alert_id, _ in started),
         alert_ids=tuple(link["alert_id"] for link in links),
         published=unit.published,
     )

@@ -19,10 +19,9 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
-from celery import Celery, signals
+from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier import breakers, store
@@ -98,37 +97,19 @@ def runtime_for(app: Celery) -> Runtime:
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     """The notifier's Celery app; ``runtime`` lets tests inject registries and clients."""
-    app = queueing.make_celery(settings, name="punchingfist-notifier")
+    app = queueing.make_worker_celery(settings, name="punchingfist-notifier")
     app.pf_settings = settings
     if runtime is not None:
         app.pf_runtime = runtime
     # The stdout Sink writes reports to the real standard output; Celery would
     # otherwise turn them into WARNING log lines.
     app.conf.worker_redirect_stdouts = False
-    if settings.broker.url.startswith("sqla+"):
-        # As in the engine: kombu's SQLAlchemy transport takes no Redis options and
-        # polls every second by default, which would add up to a second per delivery.
-        from kombu.transport import sqlalchemy as kombu_sqla
-
-        app.conf.broker_transport_options = {}
-        kombu_sqla.Transport.polling_interval = 0.05
-    elif settings.broker.url.startswith("memory:"):
-        app.conf.broker_transport_options = {"polling_interval": 0.05}
     from services.notifier import tasks
 
     tasks.register(app)
     metrics.instrument_tasks()
-    signals.worker_ready.connect(_housekeeping_starter(app), weak=False)
+    queueing.on_worker_ready(app, lambda: Housekeeping(runtime_for(app)).start())
     return app
-
-
-def _housekeeping_starter(app: Celery) -> Any:
-    def start(sender: Any = None, **_: Any) -> None:
-        if sender is not None and getattr(sender, "app", app) is not app:
-            return
-        Housekeeping(runtime_for(app)).start()
-
-    return start
 
 
 class Housekeeping(threading.Thread):

@@ -1,7 +1,7 @@
 """``punchingfist notifier``: a Celery worker on the ``notifier`` queue.
 
-Mingle and gossip are off, as in the engine: they make a starting worker wait for
-its peers and the notifier needs nothing from them (the database holds all state).
+Started like the engine's (``shared.queueing.serve_worker``): same node naming,
+mingle and gossip off.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import argparse
 import logging
 from typing import Any
 
-from shared import multiprocess, settings
-from shared.errors import ConfigError
-from shared.queueing import NOTIFIER_QUEUE
+from celery import Celery
+
+from shared import queueing, settings
+from shared.db import migrate
 
 log = logging.getLogger(__name__)
 
@@ -37,54 +38,23 @@ def register(subparsers: Any) -> None:
     notifier.set_defaults(handler=serve)
 
 
-def _check_schema(config: settings.Settings) -> None:
-    from shared.db import migrate
-    from shared.db.engines import make_engine
-
-    engine = make_engine(config.database)
-    try:
-        if not migrate.is_current(engine):
-            raise ConfigError(
-                f"the database is at revision {migrate.current_revision(engine)}, not "
-                f"{migrate.head_revision()}: run `punchingfist migrate` first"
-            )
-    finally:
-        engine.dispose()
-
-
 def serve(args: argparse.Namespace) -> int:
     config = settings.from_env()
-    _check_schema(config)
-    bind = config.notifier.metrics_bind
-    # Before the app (and prometheus_client) is imported: see shared.multiprocess.
-    folder = multiprocess.use_folder(config.var_dir, "notifier") if bind else None
-    from services.notifier.app import create_app
+    migrate.require_current(config.database)
 
-    app = create_app(config)
-    if bind:
-        from shared import metrics
+    def create_app() -> Celery:
+        # Imported here, after serve_worker has set the metrics folder.
+        from services.notifier.app import create_app
 
-        registry = metrics.worker_registry(app, [NOTIFIER_QUEUE])
-        metrics.serve(bind, registry, "PF_NOTIFIER_METRICS_BIND")
-    argv = [
-        "worker",
-        "--queues",
-        NOTIFIER_QUEUE,
-        "--hostname",
-        "notifier@%h",
-        "--concurrency",
-        str(args.concurrency or config.notifier.concurrency),
-        "--pool",
-        args.pool or config.notifier.pool,
-        "--loglevel",
-        config.log_level,
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    log.info("notifier worker starting", extra={"argv": argv})
-    try:
-        app.worker_main(argv)
-    finally:
-        if folder is not None:
-            multiprocess.remove_folder(folder)
-    return 0
+        return create_app(config)
+
+    return queueing.serve_worker(
+        create_app,
+        queue=queueing.NOTIFIER_QUEUE,
+        concurrency=args.concurrency or config.notifier.concurrency,
+        pool=args.pool or config.notifier.pool,
+        log_level=config.log_level,
+        var_dir=config.var_dir,
+        metrics_bind=config.notifier.metrics_bind,
+        metrics_setting="PF_NOTIFIER_METRICS_BIND",
+    )

@@ -34,7 +34,7 @@ from services.notifier.app import Runtime, runtime_for
 from services.notifier.core import deliveries, messages
 from services.notifier.core.deliveries import Claim, Outcome, Phase
 from services.notifier.sinks import registries
-from shared import workers
+from shared import logs, workers
 from shared.db.models import utcnow
 from shared.errors import PermanentError, TemporaryError
 from shared.queueing import ALERT_RESOLVED, DELIVER
@@ -54,6 +54,11 @@ class NotifierTask(Task):  # type: ignore[misc]
     acks_late = True
     reject_on_worker_lost = True
     typing = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Bound for the whole task, retries included (see shared.logs).
+        with logs.bound(task_id=self.request.id):
+            return super().__call__(*args, **kwargs)
 
     @property
     def runtime(self) -> Runtime:
@@ -75,14 +80,18 @@ class Step:
 _DONE = Step()
 
 
-def deliver(task: NotifierTask, delivery_id: str) -> None:
-    step = deliver_once(task.runtime, delivery_id)
+def deliver(task: NotifierTask, delivery_id: str, run_id: str | None = None) -> None:
+    """``run_id`` is for Flower and the logs (messages queued before it had none);
+    the delivery's row says which run it is for."""
+    with logs.bound(**({"run_id": run_id} if run_id else {})):
+        step = deliver_once(task.runtime, delivery_id)
     if step.retry_in is not None:
         raise task.retry(countdown=step.retry_in, max_retries=None)
 
 
 def alert_resolved(task: NotifierTask, alert_id: str) -> None:
-    step = on_alert_resolved(task.runtime, alert_id)
+    with logs.bound(alert_id=alert_id):
+        step = on_alert_resolved(task.runtime, alert_id)
     if step.retry_in is not None:
         raise task.retry(countdown=step.retry_in, max_retries=None)
 
@@ -129,6 +138,11 @@ class _Claimed:
 
 def deliver_once(runtime: Runtime, delivery_id: str) -> Step:
     """One pass of ``notifier.deliver``; plain function so tests can call it directly."""
+    with logs.bound(delivery_id=delivery_id):
+        return _deliver_once(runtime, delivery_id)
+
+
+def _deliver_once(runtime: Runtime, delivery_id: str) -> Step:
     extra: dict[str, Any] = {"delivery_id": delivery_id}
     try:
         key = uuid.UUID(delivery_id)
@@ -207,6 +221,11 @@ def _claim(
         log.warning("deliver: no such delivery", extra=extra)
         return _DONE
     extra.update(sink=loaded.sink_name, run_id=str(loaded.run_id))
+    # Every line from here to the task's end (the Sink's own included) says which
+    # run and alert it is about (deliver_once's bound block ends them).
+    logs.bind(run_id=str(loaded.run_id), sink=loaded.sink_name)
+    if loaded.alert is not None:
+        logs.bind(alert_id=loaded.alert.id)
     claim = deliveries.may_claim(
         loaded.phase,
         loaded.worker,

@@ -10,6 +10,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from shared.errors import ConfigError
+from shared.settings import DatabaseSettings
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -44,6 +47,25 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 def is_current(engine: sa.Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def require_current(database: DatabaseSettings) -> None:
+    """Raise ``ConfigError`` unless ``database`` is at the newest schema.
+
+    What a worker checks before it takes work: tasks on an old schema would fail
+    one by one, each with a less helpful error than this.
+    """
+    from shared.db.engines import make_engine
+
+    engine = make_engine(database)
+    try:
+        if not is_current(engine):
+            raise ConfigError(
+                f"the database is at revision {current_revision(engine)}, not "
+                f"{head_revision()}: run `punchingfist migrate` first"
+            )
+    finally:
+        engine.dispose()
 
 
 def autogenerate(engine: sa.Engine, message: str) -> None:

@@ -104,7 +104,11 @@ class Finisher:
         )
         return outbox.add(
             session,
-            [(DELIVER, NOTIFIER_QUEUE, [str(delivery_id)]) for delivery_id, _ in deliveries],
+            # The run id rides along for Flower and the logs (the task loads by delivery).
+            [
+                (DELIVER, NOTIFIER_QUEUE, [str(delivery_id), str(run_id)])
+                for delivery_id, _ in deliveries
+            ],
             self.outbox_lease_seconds,
         )
 

@@ -44,6 +44,8 @@ class Started:
     phase: RunPhase
     total_steps: int
     tasks: list[outbox.PendingTask]
+    # The alert the run is for (None for schedule runs), for the task's log lines.
+    alert_id: uuid.UUID | None = None
 
 
 def start(
@@ -138,8 +140,8 @@ def start(
             finish=Finish(RunPhase.SUCCEEDED),
             now=now,
         )
-        return Started(RunPhase.SUCCEEDED, 0, tasks)
-    return Started(RunPhase.RUNNING, len(workflow.steps), [])
+        return Started(RunPhase.SUCCEEDED, 0, tasks, run.alert_id)
+    return Started(RunPhase.RUNNING, len(workflow.steps), [], run.alert_id)
 
 
 def _over_limit(
@@ -207,7 +209,15 @@ def _refuse(
     error: str,
     now: dt.datetime,
 ) -> Started:
-    log.warning("run not started", extra={"run_id": str(run.id), "phase": phase, "error": error})
+    log.warning(
+        "run not started",
+        extra={
+            "run_id": str(run.id),
+            "alert_id": str(run.alert_id) if run.alert_id else None,
+            "phase": phase,
+            "error": error,
+        },
+    )
     session.execute(
         sa.update(RUNS)
         .where(RUNS.c.id == run.id)
@@ -218,4 +228,4 @@ def _refuse(
             updated_at=now,
         )
     )
-    return Started(phase, 0, [])
+    return Started(phase, 0, [], run.alert_id)

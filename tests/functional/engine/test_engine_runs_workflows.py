@@ -98,7 +98,8 @@ def test_steps_share_the_context_and_outputs_and_sinks_are_queued(
     assert sorted(d.sink_name for d in deliveries) == ["alertmanager", "slack"]
     assert {d.phase for d in deliveries} == {"Pending"}
     queued = {tuple(entry.args) for entry in harness.outbox(DELIVER)}
-    assert queued == {(str(d.id),) for d in deliveries}
+    # The run id rides along for Flower and the logs.
+    assert queued == {(str(d.id), str(run_id)) for d in deliveries}
 
 
 def test_a_failed_step_fails_the_run_and_skips_the_rest(harness: Harness, inproc: Celery) -> None:

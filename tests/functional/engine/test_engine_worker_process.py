@@ -64,7 +64,9 @@ def assert_completed_once(harness: Harness, run_id: uuid.UUID) -> None:
     assert run.steps_completed == 3
     deliveries = harness.deliveries(run_id)
     assert [d.sink_name for d in deliveries] == ["slack"]
-    assert [tuple(e.args) for e in harness.outbox(DELIVER)] == [(str(deliveries[0].id),)]
+    assert [tuple(e.args) for e in harness.outbox(DELIVER)] == [
+        (str(deliveries[0].id), str(run_id))
+    ]
 
 
 def test_a_chain_runs_on_a_worker_process(

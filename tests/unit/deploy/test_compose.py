@@ -66,6 +66,14 @@ def test_project_services_run_real_commands(name: str) -> None:
         assert path.exists() or module in ARRIVING_MODULES, f"{name}: no module {module}"
 
 
+@pytest.mark.parametrize("name", ["engine", "notifier"])
+def test_workers_have_a_liveness_healthcheck(name: str) -> None:
+    test = SERVICES[name]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "punchingfist"], test
+    assert test[2:4] == ["healthcheck", name], test
+    check_punchingfist_argv(test[2:], f"compose {name} healthcheck")
+
+
 def test_controller_reads_the_examples_folder() -> None:
     controller = SERVICES["controller"]
     assert controller["command"] == ["controller", "--config-dir", "/config"]

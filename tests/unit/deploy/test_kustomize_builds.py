@@ -151,16 +151,16 @@ def test_probes(builds: Builds, build: str) -> None:
     ingest = deployments["punchingfist-ingest"]["spec"]["template"]["spec"]["containers"][0]
     assert ingest["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert ingest["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    engine_cli = (Path(__file__).resolve().parents[3] / "services/engine/cli.py").read_text()
+    queueing_py = (Path(__file__).resolve().parents[3] / "shared/queueing.py").read_text()
     for worker in ("engine", "notifier"):
         container = deployments[f"punchingfist-{worker}"]["spec"]["template"]["spec"]["containers"][
             0
         ]
-        command = " ".join(container["livenessProbe"]["exec"]["command"])
-        # The worker's own node name, as the worker names itself (engine@%h).
-        assert f'--destination "{worker}@$HOSTNAME"' in command
-        assert "inspect ping" in command
-    assert '"engine@%h"' in engine_cli, "the engine's worker name changed: fix the probe"
+        command = container["livenessProbe"]["exec"]["command"]
+        # A real subcommand that asks this worker (its node is <queue>@<pod name>).
+        assert command[:3] == ["punchingfist", "healthcheck", worker], command
+        check_punchingfist_argv(command[1:], f"{worker} livenessProbe")
+    assert '"{queue}@%h"' in queueing_py, "the workers' node name changed: fix healthcheck"
 
 
 @pytest.mark.parametrize("build", OVERLAYS)
