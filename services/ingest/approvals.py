@@ -20,6 +20,7 @@ from flask import Blueprint, Response, jsonify, request
 from services.ingest import api, state
 from shared import approvals
 from shared.db.models import utcnow
+from shared.domain import texts, webhooks
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("approvals", __name__)
@@ -28,6 +29,12 @@ blueprint = Blueprint("approvals", __name__)
 def _not_blank(value: str) -> None:
     if not value.strip():
         raise ma.ValidationError("Must name who decides, not be blank.")
+
+
+def _storable(value: str) -> None:
+    problem = texts.unstorable(value)
+    if problem:
+        raise ma.ValidationError(f"Cannot be stored: it {problem}.")
 
 
 class DecisionRequest(ma.Schema):
@@ -40,11 +47,12 @@ class DecisionRequest(ma.Schema):
     )
     by = ma.fields.String(
         required=True,
-        validate=[ma.validate.Length(min=1, max=approvals.MAX_BY), _not_blank],
+        validate=[ma.validate.Length(min=1, max=approvals.MAX_BY), _not_blank, _storable],
         metadata={"description": "Who decides (kept on the approval)."},
     )
     comment = ma.fields.String(
-        load_default="", validate=ma.validate.Length(max=approvals.MAX_COMMENT)
+        load_default="",
+        validate=[ma.validate.Length(max=approvals.MAX_COMMENT), _storable],
     )
 
 
@@ -64,7 +72,16 @@ def decide(approval_id: str) -> tuple[Response, int]:
         key = uuid.UUID(approval_id)
     except ValueError:
         return api._error(400, "approval id must be a UUID")
-    body: Any = request.get_json(silent=True)
+    if request.mimetype != "application/json":
+        return api._error(
+            415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
+        )
+    try:
+        # The webhook's loader: UTF-8, no NaN, bounded nesting (Flask's get_json let a
+        # body of 100,000 nested arrays raise RecursionError, a 500).
+        body: Any = webhooks.load_json(request.get_data(cache=False))
+    except webhooks.MalformedBodyError as exc:
+        return api._error(400, str(exc))
     if not isinstance(body, dict):
         return api._error(400, "body must be a JSON object with decision, by and comment")
     try:

@@ -35,6 +35,7 @@ blueprint = Blueprint("openapi", __name__)
 
 DOCUMENT_PATH = "/api/v1/openapi.json"
 WEBHOOK_PATH = "/webhook/{source}"
+SLACK_PATH = "/slack/interactions"
 # Flask rules documented under another path than their own spelling.
 ROUTES = {"/<path:path>": WEBHOOK_PATH}
 # Routes of Flask itself, not of the API.
@@ -239,6 +240,7 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
                         s409="Already decided, or expired.",
                     ),
                     **too_large,
+                    **_errors(s415="Content-Type is not application/json."),
                     **_READ_API_REFUSALS,
                     **_DATABASE_DOWN,
                 },
@@ -263,7 +265,7 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
         },
     )
     spec.path(
-        path="/slack/interactions",
+        path=SLACK_PATH,
         operations={
             "post": {
                 "operationId": "slackInteraction",

@@ -29,6 +29,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from shared.domain import texts
 from shared.domain.alerts import IncomingAlert, Notification, RefusedAlert
 from shared.domain.fingerprints import label_set_fingerprint
 from shared.errors import ValidationError
@@ -41,9 +42,9 @@ _RFC3339 = re.compile(
 _FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}\Z")
 # What PostgreSQL cannot hold in text or JSONB: NUL, and UTF-16 surrogates that are
 # not part of a pair (json.loads joins valid pairs, so any surrogate left is lone).
-_NUL = "\x00"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_NUL = texts.NUL
+_SURROGATE = texts.SURROGATE
+_UNSTORABLE = texts.UNSTORABLE
 
 # Nesting allowed in a body. AlertManager's is 4 deep (body, alerts, alert, labels);
 # the limit only keeps recursion in the parser, marshmallow and the JSON encoders
