@@ -51,7 +51,7 @@ from schemathesis.specs.openapi.checks import (
 
 from services.ingest import openapi
 from shared.db.engines import make_engine
-from shared.db.models import Approval, utcnow
+from shared.db.models import Approval, SinkDelivery, StepRun, utcnow
 from shared.settings import DatabaseSettings
 from tests.e2e import badinput_support as support
 from tests.functional.ingest import bad_webhooks as corpus
@@ -356,8 +356,9 @@ def _answer_or_none(server: Server, body: bytes) -> requests.Response | None:
 
 
 def _seed(server: Server) -> dict[str, str]:
-    """An alert, its run and a pending approval, so that the read API answers with
-    real objects (not only 404) for the conformance check."""
+    """An alert, its run with a step and a delivery, and two pending approvals, so
+    that the read API answers with real objects (not only 404) for the conformance
+    check."""
     answer = server.post(corpus.encode(corpus.group(corpus.alert("seed"))), source="seed")
     assert answer.status_code == 200, answer.text
     result = answer.json()
@@ -381,6 +382,33 @@ def _seed(server: Server) -> dict[str, str]:
                 }
                 for key in approvals.values()
             ],
+        )
+    now, run_id = utcnow(), uuid.UUID(result["runs"][0])
+    with server.engine.begin() as connection:
+        connection.execute(
+            sa.insert(StepRun.__table__),
+            {
+                "run_id": run_id,
+                "index": 0,
+                "name": "investigate",
+                "type": "agent",
+                "phase": "Succeeded",
+                "attempts": 1,
+                "output": {"category": "memory", "confidence": 0.8},
+                "started_at": now - dt.timedelta(seconds=3),
+                "completed_at": now,
+            },
+        )
+        connection.execute(
+            sa.insert(SinkDelivery.__table__),
+            {
+                "run_id": run_id,
+                "sink_name": "slack",
+                "phase": "Delivered",
+                "attempts": 1,
+                "response": {"channel": "C0ALERTS", "ts": "1764129759.000100"},
+                "sent_at": now,
+            },
         )
     return {
         "alert_id": result["alerts"][0],
