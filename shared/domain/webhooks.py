@@ -54,6 +54,10 @@ MAX_DEPTH = 32
 # checks that they agree.
 MAX_SEVERITY = 32
 MAX_ALERT_NAME = 255
+# truncatedAlerts is kept in an INTEGER column (source_events.alerts_truncated): a
+# larger number was a 500 on SQLite (the driver's OverflowError) and a refusal by
+# PostgreSQL. No AlertManager drops two billion alerts from one group.
+MAX_TRUNCATED_ALERTS = 2**31 - 1
 # Refusal details kept per request; the count is always exact.
 MAX_REFUSAL_DETAILS = 100
 # Longest field path quoted back (a label name can be megabytes long).
@@ -230,7 +234,9 @@ class NotificationSchema(ma.Schema):
         required=True, validate=ma.validate.Equal("4", error="Only webhook version 4 is supported.")
     )
     groupKey = ma.fields.String(load_default="")
-    truncatedAlerts = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    truncatedAlerts = ma.fields.Integer(
+        load_default=0, validate=ma.validate.Range(min=0, max=MAX_TRUNCATED_ALERTS)
+    )
     status = ma.fields.String(required=True, validate=ma.validate.OneOf(["firing", "resolved"]))
     receiver = ma.fields.String(load_default="")
     groupLabels = _StringMap(load_default=dict)
