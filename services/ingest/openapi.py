@@ -86,9 +86,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
     too_large = _errors(
         s413=f"The body is larger than {max_body_bytes} bytes (PF_INGEST_MAX_BODY_BYTES)."
     )
-    spec.path(
-        path=WEBHOOK_PATH,
-        operations={
+    _path(
+        spec,
+        WEBHOOK_PATH,
+        {
             "post": {
                 "operationId": "receiveWebhook",
                 "summary": "Receive an AlertManager notification (webhook version 4).",
@@ -136,9 +137,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/api/v1/alerts",
-        operations={
+    _path(
+        spec,
+        "/api/v1/alerts",
+        {
             "get": {
                 "operationId": "listAlerts",
                 "summary": "Alerts, newest first, a page at a time.",
@@ -171,9 +173,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/api/v1/alerts/{alert_id}",
-        operations={
+    _path(
+        spec,
+        "/api/v1/alerts/{alert_id}",
+        {
             "get": {
                 "operationId": "getAlert",
                 "summary": "One alert with its source events and workflow runs.",
@@ -188,9 +191,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/api/v1/runs/{run_id}",
-        operations={
+    _path(
+        spec,
+        "/api/v1/runs/{run_id}",
+        {
             "get": {
                 "operationId": "getRun",
                 "summary": "One workflow run with its steps and Sink deliveries.",
@@ -205,9 +209,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/api/v1/approvals",
-        operations={
+    _path(
+        spec,
+        "/api/v1/approvals",
+        {
             "get": {
                 "operationId": "listApprovals",
                 "summary": "Approvals waiting for a decision, oldest first (at most 500).",
@@ -220,9 +225,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/api/v1/approvals/{approval_id}",
-        operations={
+    _path(
+        spec,
+        "/api/v1/approvals/{approval_id}",
+        {
             "post": {
                 "operationId": "decideApproval",
                 "summary": "Approve or deny a pending approval; an approval resumes its run.",
@@ -247,9 +253,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path=DOCUMENT_PATH,
-        operations={
+    _path(
+        spec,
+        DOCUMENT_PATH,
+        {
             "get": {
                 "operationId": "getOpenAPIDocument",
                 "summary": "This document.",
@@ -264,9 +271,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path=SLACK_PATH,
-        operations={
+    _path(
+        spec,
+        SLACK_PATH,
+        {
             "post": {
                 "operationId": "slackInteraction",
                 "summary": "Approve / Deny button clicks, as Slack posts them (signed).",
@@ -320,9 +328,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/healthz",
-        operations={
+    _path(
+        spec,
+        "/healthz",
+        {
             "get": {
                 "operationId": "health",
                 "summary": "The process answers (liveness).",
@@ -330,9 +339,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/readyz",
-        operations={
+    _path(
+        spec,
+        "/readyz",
+        {
             "get": {
                 "operationId": "readiness",
                 "summary": "Database, Sources and broker reachable (readiness).",
@@ -343,9 +353,10 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
-    spec.path(
-        path="/metrics",
-        operations={
+    _path(
+        spec,
+        "/metrics",
+        {
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics (summed over the gunicorn workers).",
@@ -358,6 +369,22 @@ def _paths(spec: APISpec, max_body_bytes: int) -> None:
             }
         },
     )
+
+
+# What gunicorn refuses before any route runs, so on every operation (services/
+# ingest/workers.py answers these in JSON too).
+_GUNICORN_REFUSALS = {
+    "400": "The request is not HTTP that gunicorn accepts (request line, framing).",
+    "414": "The request line is longer than 4094 bytes.",
+    "431": "A header is longer than 8190 bytes, or there are more than 100.",
+}
+
+
+def _path(spec: APISpec, path: str, operations: dict[str, dict[str, Any]]) -> None:
+    for operation in operations.values():
+        for status, why in _GUNICORN_REFUSALS.items():
+            operation["responses"].setdefault(status, _json(responses.Error, why))
+    spec.path(path=path, operations=operations)
 
 
 def _json_schema(document: Any) -> Any:
