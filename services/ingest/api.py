@@ -392,6 +392,12 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     if received_at.utcoffset() is None:
         # Ours always carry an offset; a naive one cannot be compared with the column.
         raise ValueError("cursor is not one this API returned (timestamp without offset)")
+    try:
+        # Ours are UTC; year 1 at +05:00 or year 9999 at -01:00 has no UTC time, and
+        # failed when bound to the query (a 422 "the database refused").
+        received_at = received_at.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise ValueError("cursor is not one this API returned (timestamp out of range)") from exc
     return received_at, key
 
 

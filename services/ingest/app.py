@@ -14,7 +14,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 from slack_sdk.signature import SignatureVerifier
 
-from services.ingest import api, approvals, interactions, state
+from services.ingest import api, approvals, interactions, openapi, state
 from services.ingest.catalog import SourceCatalog
 from services.ingest.metrics import IngestMetrics
 from services.ingest.tokens import load_api_token, load_slack_signing_secret
@@ -72,4 +72,5 @@ def create_app(
     app.register_blueprint(api.blueprint)
     app.register_blueprint(approvals.blueprint)
     app.register_blueprint(interactions.blueprint)
+    app.register_blueprint(openapi.blueprint)
     return app

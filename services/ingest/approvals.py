@@ -14,14 +14,49 @@ import logging
 import uuid
 from typing import Any
 
+import marshmallow as ma
 from flask import Blueprint, Response, jsonify, request
 
 from services.ingest import api, state
 from shared import approvals
 from shared.db.models import utcnow
+from shared.domain import texts, webhooks
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("approvals", __name__)
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ma.ValidationError("Must name who decides, not be blank.")
+
+
+def _storable(value: str) -> None:
+    problem = texts.unstorable(value)
+    if problem:
+        raise ma.ValidationError(f"Cannot be stored: it {problem}.")
+
+
+class DecisionRequest(ma.Schema):
+    """The body of ``POST /api/v1/approvals/<id>``; also the OpenAPI document's."""
+
+    decision = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf([d.value for d in approvals.Decision]),
+        metadata={"description": "approve or deny."},
+    )
+    by = ma.fields.String(
+        required=True,
+        validate=[ma.validate.Length(min=1, max=approvals.MAX_BY), _not_blank, _storable],
+        metadata={"description": "Who decides (kept on the approval)."},
+    )
+    comment = ma.fields.String(
+        load_default="",
+        validate=[ma.validate.Length(max=approvals.MAX_COMMENT), _storable],
+    )
+
+
+_DECISION = DecisionRequest()
 
 
 @blueprint.get("/api/v1/approvals")
@@ -37,21 +72,29 @@ def decide(approval_id: str) -> tuple[Response, int]:
         key = uuid.UUID(approval_id)
     except ValueError:
         return api._error(400, "approval id must be a UUID")
-    body: Any = request.get_json(silent=True)
+    if request.mimetype != "application/json":
+        return api._error(
+            415, f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
+        )
+    try:
+        # The webhook's loader: UTF-8, no NaN, bounded nesting (Flask's get_json let a
+        # body of 100,000 nested arrays raise RecursionError, a 500).
+        body: Any = webhooks.load_json(request.get_data(cache=False))
+    except webhooks.MalformedBodyError as exc:
+        return api._error(400, str(exc))
     if not isinstance(body, dict):
         return api._error(400, "body must be a JSON object with decision, by and comment")
-    unknown = sorted(set(body) - {"decision", "by", "comment"})
-    if unknown:
-        return api._error(400, f"unknown fields: {', '.join(unknown)}")
     try:
-        decision = approvals.Decision(str(body.get("decision")))
-    except ValueError:
-        return api._error(400, 'decision must be "approve" or "deny"')
-    by, comment = body.get("by"), body.get("comment", "")
-    if not isinstance(by, str) or not by.strip() or len(by) > approvals.MAX_BY:
-        return api._error(400, f"by must name who decides (1 to {approvals.MAX_BY} characters)")
-    if not isinstance(comment, str) or len(comment) > approvals.MAX_COMMENT:
-        return api._error(400, f"comment must be a string of at most {approvals.MAX_COMMENT}")
+        loaded = _DECISION.load(body)
+    except ma.ValidationError as exc:
+        fields = {
+            name: " ".join(problems) if isinstance(problems, list) else str(problems)
+            for name, problems in exc.normalized_messages().items()  # type: ignore[no-untyped-call]
+        }
+        detail = "; ".join(f"{name}: {problem}" for name, problem in sorted(fields.items()))
+        return api._error(400, f"invalid decision: {detail}", fields=fields)
+    decision = approvals.Decision(loaded["decision"])
+    by, comment = loaded["by"], loaded["comment"]
     ingest = state.current()
     try:
         with ingest.sessions.begin() as session:

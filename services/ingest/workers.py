@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import html
 import json
 import logging
 import re
@@ -53,7 +54,7 @@ import time
 from functools import partial
 from typing import Any
 
-from gunicorn import http
+from gunicorn import http, util
 from gunicorn.workers import gthread
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,46 @@ def _timeout_response(seconds: float) -> bytes:
     return head.encode() + body
 
 
+class _ErrorPage:
+    """The client socket, except that what gunicorn writes to it is kept.
+
+    gunicorn answers what it refuses itself (a request line over 4094 bytes: 414,
+    headers too large: 431, malformed framing: 400) with an HTML page; every other
+    refusal of the API is JSON with an ``error``. Its status, reason and message are
+    kept; only the body is rewritten (``_json_error``).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.written = b""
+
+    def gettimeout(self) -> float:
+        return 0.0  # write_nonblock writes straight to sendall
+
+    def sendall(self, data: bytes) -> None:
+        self.written += data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+_ERROR_PAGE = re.compile(rb"\AHTTP/1\.1 (\d{3}) ([^\r]*)\r\n.*?</h1>\s*(.*?)\s*</body>", re.DOTALL)
+
+
+def _json_error(page: bytes) -> bytes:
+    found = _ERROR_PAGE.match(page)
+    if found is None:
+        return page
+    status, reason = found[1].decode(), found[2].decode("latin-1")
+    message = html.unescape(found[3].decode("latin-1"))
+    body = json.dumps({"error": f"{reason}: {message}" if message else reason}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
 class BufferingWorker(gthread.ThreadWorker):  # type: ignore[misc]
     """See the module docstring. ``worker_class`` sets the two limits."""
 
@@ -403,6 +444,14 @@ class BufferingWorker(gthread.ThreadWorker):  # type: ignore[misc]
             return super().handle(conn)
         finally:
             self._running.pop(key, None)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's answer (status, log lines), with a JSON body (``_ErrorPage``)."""
+        page = _ErrorPage(client)
+        super().handle_error(req, page, addr, exc)
+        if page.written:
+            with contextlib.suppress(OSError):
+                util.write_nonblock(client, _json_error(page.written))
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         """Quit once; a quit signal that arrives while quitting is ignored.

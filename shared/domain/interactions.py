@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from shared.domain import texts
 from shared.errors import ValidationError
 
 APPROVE_ACTION = "punchingfist_approve"
@@ -72,7 +73,12 @@ def _user(payload: Mapping[str, Any]) -> str:
     if not isinstance(user, Mapping) or not isinstance(user.get("id"), str) or not user["id"]:
         raise ValidationError("payload.user.id: missing", messages={"user.id": ["missing"]})
     name = user.get("username") or user.get("name")
-    return f"slack:{user['id']}" + (f" ({name})" if isinstance(name, str) and name else "")
+    by = f"slack:{user['id']}" + (f" ({name})" if isinstance(name, str) and name else "")
+    problem = texts.unstorable(by)
+    if problem:
+        # Stored as who decided: PostgreSQL refused it with a 500.
+        raise ValidationError(f"payload.user: {problem}", messages={"user": [problem]})
+    return by
 
 
 def parse(form_payload: str | None) -> list[Click]:
@@ -88,7 +94,7 @@ def parse(form_payload: str | None) -> list[Click]:
         raise ValidationError("payload: too large", messages={"payload": ["too large"]})
     try:
         payload = json.loads(form_payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # 64 KiB of "[" is too deep for the parser
         raise ValidationError(
             f"payload: not JSON: {exc}", messages={"payload": ["not JSON"]}
         ) from exc

@@ -29,6 +29,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from shared.domain import texts
 from shared.domain.alerts import IncomingAlert, Notification, RefusedAlert
 from shared.domain.fingerprints import label_set_fingerprint
 from shared.errors import ValidationError
@@ -41,9 +42,9 @@ _RFC3339 = re.compile(
 _FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}\Z")
 # What PostgreSQL cannot hold in text or JSONB: NUL, and UTF-16 surrogates that are
 # not part of a pair (json.loads joins valid pairs, so any surrogate left is lone).
-_NUL = "\x00"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_NUL = texts.NUL
+_SURROGATE = texts.SURROGATE
+_UNSTORABLE = texts.UNSTORABLE
 
 # Nesting allowed in a body. AlertManager's is 4 deep (body, alerts, alert, labels);
 # the limit only keeps recursion in the parser, marshmallow and the JSON encoders
@@ -53,6 +54,10 @@ MAX_DEPTH = 32
 # checks that they agree.
 MAX_SEVERITY = 32
 MAX_ALERT_NAME = 255
+# truncatedAlerts is kept in an INTEGER column (source_events.alerts_truncated): a
+# larger number was a 500 on SQLite (the driver's OverflowError) and a refusal by
+# PostgreSQL. No AlertManager drops two billion alerts from one group.
+MAX_TRUNCATED_ALERTS = 2**31 - 1
 # Refusal details kept per request; the count is always exact.
 MAX_REFUSAL_DETAILS = 100
 # Longest field path quoted back (a label name can be megabytes long).
@@ -156,7 +161,10 @@ def parse_rfc3339(text: str) -> dt.datetime:
     return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(dt.UTC)
 
 
-class _Timestamp(ma.fields.Field[dt.datetime]):
+class _Timestamp(ma.fields.DateTime):
+    """RFC 3339 with Go's nanoseconds; a DateTime so that the OpenAPI document says
+    ``format: date-time`` (``services.ingest.openapi``)."""
+
     default_error_messages = {"invalid": "Not a valid RFC 3339 timestamp."}  # noqa: RUF012
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
@@ -168,12 +176,16 @@ class _Timestamp(ma.fields.Field[dt.datetime]):
             raise self.make_error("invalid") from exc
 
 
-class _StringMap(ma.fields.Field[dict[str, str]]):
+class _StringMap(ma.fields.Dict):
     """A JSON object of strings to strings, checked in one pass.
 
     ``fields.Dict(keys=String(), values=String())`` runs a field per key and value,
-    which made up most of the parse time of a 50-alert webhook.
+    which made up most of the parse time of a 50-alert webhook. It is still a Dict of
+    Strings, so that the OpenAPI document describes it (its loading is our own).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keys=ma.fields.String(), values=ma.fields.String(), **kwargs)
 
     default_error_messages = {"invalid": "Not a valid mapping type."}  # noqa: RUF012
 
@@ -190,7 +202,9 @@ class _StringMap(ma.fields.Field[dict[str, str]]):
         return value
 
 
-class _AlertSchema(ma.Schema):
+class AlertSchema(ma.Schema):
+    """One alert of a notification (also the OpenAPI document's ``Alert``)."""
+
     class Meta:
         unknown = ma.EXCLUDE
 
@@ -210,7 +224,9 @@ class _AlertSchema(ma.Schema):
     )
 
 
-class _NotificationSchema(ma.Schema):
+class NotificationSchema(ma.Schema):
+    """The webhook body (also the OpenAPI document's request body)."""
+
     class Meta:
         unknown = ma.EXCLUDE
 
@@ -218,7 +234,9 @@ class _NotificationSchema(ma.Schema):
         required=True, validate=ma.validate.Equal("4", error="Only webhook version 4 is supported.")
     )
     groupKey = ma.fields.String(load_default="")
-    truncatedAlerts = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    truncatedAlerts = ma.fields.Integer(
+        load_default=0, validate=ma.validate.Range(min=0, max=MAX_TRUNCATED_ALERTS)
+    )
     status = ma.fields.String(required=True, validate=ma.validate.OneOf(["firing", "resolved"]))
     receiver = ma.fields.String(load_default="")
     groupLabels = _StringMap(load_default=dict)
@@ -229,8 +247,8 @@ class _NotificationSchema(ma.Schema):
     alerts = ma.fields.List(ma.fields.Raw(allow_none=True), required=True)
 
 
-_SCHEMA = _NotificationSchema()
-_ALERT = _AlertSchema()
+_SCHEMA = NotificationSchema()
+_ALERT = AlertSchema()
 # Go's zero time: AlertManager's endsAt for a firing alert.
 _ZERO_TIME_YEAR = 1
 

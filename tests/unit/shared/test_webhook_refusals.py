@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from shared.db.models import Alert
+from shared.db.models import Alert, SourceEvent
 from shared.domain import webhooks
 from shared.domain.webhooks import MalformedBodyError
 
@@ -138,6 +138,12 @@ class TestRefusedAlerts:
         assert isinstance(columns.severity.type, sa.String)
         assert columns.severity.type.length == webhooks.MAX_SEVERITY
         assert columns.alert_name.type.length == webhooks.MAX_ALERT_NAME
+
+    def test_truncated_alerts_fit_their_integer_column(self) -> None:
+        column = SourceEvent.__table__.c.alerts_truncated  # type: ignore[attr-defined]
+        assert isinstance(column.type, sa.Integer)
+        assert not isinstance(column.type, sa.BigInteger)
+        assert webhooks.MAX_TRUNCATED_ALERTS == 2**31 - 1
 
 
 class TestStorable:
