@@ -12,6 +12,12 @@ messages, newest first, ``oldest``/``latest``/``inclusive``/``limit``/``cursor``
 metadata only with ``include_all_metadata``), ``conversations.replies``,
 ``conversations.list``, ``auth.test``.
 
+Interactions: ``click(ts, action_id, request_url=..., signing_secret=...)`` presses a
+button of a posted message as a person would; the stand-in posts the signed
+``block_actions`` payload (``user``, ``container``, ``message``, ``actions`` with the
+button's ``value``) to the app's Request URL, as Slack does. A button that the
+message no longer shows (edited away by ``chat.update``) cannot be pressed.
+
 Faults, for the tests: ``fail_next(method, status=429, retry_after=1)`` answers the
 next calls with an HTTP error, ``fail_next(method, error="channel_not_found")`` with
 ``ok: false``, ``fail_next(method, answer={"ok": True})`` with any answer, and
@@ -31,11 +37,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import itertools
 import json
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -120,6 +130,79 @@ class SlackAPI:
 
     def replies(self, thread_ts: str) -> list[dict[str, Any]]:
         return [m for m in self.messages() if m.get("thread_ts") == thread_ts]
+
+    def click(
+        self,
+        ts: str,
+        action_id: str,
+        *,
+        request_url: str,
+        signing_secret: str,
+        user: tuple[str, str] = ("U0ALICE", "alice"),
+    ) -> tuple[int, Any]:
+        """Press a button of a posted message, as a person in Slack does: Slack then
+        posts a signed ``block_actions`` interaction to the app's Request URL.
+
+        Returns the app's (status, JSON answer). Raises LookupError when the message
+        shows no such button (an edited message whose buttons were removed).
+        """
+        with self._lock:
+            message = next((dict(m) for m in self._messages if m["ts"] == ts), None)
+        if message is None:
+            raise LookupError(f"no message {ts}")
+        button, block_id = None, None
+        for block in message.get("blocks") or []:
+            for element in block.get("elements") or [] if block.get("type") == "actions" else []:
+                if element.get("type") == "button" and element.get("action_id") == action_id:
+                    button, block_id = element, block.get("block_id")
+        if button is None:
+            raise LookupError(f"message {ts} shows no {action_id} button")
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user[0], "username": user[1], "team_id": "T0TEST"},
+            "team": {"id": "T0TEST", "domain": "standin"},
+            "api_app_id": "A0STANDIN",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": message["channel"],
+                "is_ephemeral": False,
+            },
+            "channel": {"id": message["channel"]},
+            "message": _public(message),
+            "trigger_id": f"{self._next_ts()}.standin",
+            "response_url": f"{self.url}_test/response/{ts}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "value": button.get("value"),
+                    "text": button.get("text"),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        timestamp = str(int(time.time()))
+        digest = hmac.new(
+            signing_secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256
+        ).hexdigest()
+        request = urllib.request.Request(  # noqa: S310  the test's own ingest URL
+            request_url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": timestamp,
+                "X-Slack-Signature": f"v0={digest}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
 
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
