@@ -11,6 +11,15 @@ with a countdown (``retry_in``), honouring the Sink's Retry-After.
 alert (a Slack thread, a silence), update or undo it (``Sink.resolve``), claimed
 and recorded the same way on ``alert_sink_states``.
 
+``notifier.approval_decided(approval_id)``: edit each delivered message that asked
+for the approval (``Sink.update``: Slack ``chat.update``) to show the decision
+instead of the buttons. A request still on its way is edited after its record,
+which queues this task when it finds the approval decided (``store.follow_ups``),
+as it queues ``notifier.alert_resolved`` for an alert that resolved meanwhile.
+
+Every transaction is a unit of work (``shared.units``): what it writes to the
+outbox is published after it commits.
+
 Tasks are bound to the app in ``register(app)`` rather than with ``shared_task``,
 as in the engine: tests build several apps in one process.
 """

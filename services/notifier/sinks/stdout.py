@@ -81,6 +81,8 @@ def json_report(message: Mapping[str, Any]) -> str:
         "outputs": message.get("outputs") or {},
         "steps": steps,
         "sink": message["sink"]["name"],
+        "event": message.get("event") or "run_finished",
+        "approval": message.get("approval") or None,
     }
     return json.dumps(document, default=str, separators=(",", ":")) + "\n"
 
