@@ -28,7 +28,10 @@ the sender has not recorded it.
 In-process: ``with SlackAPI(token="xoxb-test") as slack: slack.url`` (ends in /api/).
 As a process (compose, by hand): ``python -m services.standins.slack --bind
 127.0.0.1:9091`` (the bot token it accepts is ``--token``, default ``xoxb-test-token``);
-then ``GET /_test/messages`` lists what was posted and ``POST /_test/reset`` clears it.
+then ``GET /_test/messages`` lists what was posted, ``POST /_test/reset`` clears it,
+and ``POST /_test/click`` (JSON ``ts``, ``action_id``, ``request_url``,
+``signing_secret``) presses a button. A click's ``response_url`` points back at the
+stand-in (``/_test/response/<ts>``), which records what is posted there.
 Point a Sink's ``apiUrl`` at ``http://HOST:PORT/api/``.
 """
 
@@ -171,7 +174,7 @@ class SlackAPI:
             "channel": {"id": message["channel"]},
             "message": _public(message),
             "trigger_id": f"{self._next_ts()}.standin",
-            "response_url": f"{self.url}_test/response/{ts}",
+            "response_url": f"{self.url.removesuffix('/api/')}/_test/response/{ts}",
             "actions": [
                 {
                     "type": "button",
@@ -203,6 +206,18 @@ class SlackAPI:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
+
+    def respond(self, ts: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        """A POST to a click's ``response_url``: recorded as method ``response_url``;
+        ``replace_original`` edits the clicked message, as in Slack."""
+        with self._lock:
+            self._calls.append(Call("response_url", None, "application/json", dict(body)))
+            for message in self._messages:
+                if message["ts"] == ts and _true(body.get("replace_original")):
+                    message["blocks"] = body.get("blocks") or []
+                    message["text"] = body.get("text", message["text"])
+                    message["edited"] = {"user": "U0BOT", "ts": self._next_ts()}
+        return 200, {}, {"ok": True}
 
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
@@ -440,6 +455,24 @@ def _handler_for(api: SlackAPI) -> type[BaseHTTPRequestHandler]:
             elif path == "/_test/reset":
                 api.reset()
                 self._answer(200, {}, {"ok": True})
+            elif path == "/_test/click":
+                # By hand (compose): press a button; the body names it and the app.
+                try:
+                    status, answer = api.click(
+                        str(body["ts"]),
+                        str(body["action_id"]),
+                        request_url=str(body["request_url"]),
+                        signing_secret=str(body["signing_secret"]),
+                    )
+                except (KeyError, LookupError) as exc:
+                    self._answer(400, {}, {"ok": False, "error": str(exc)})
+                else:
+                    self._answer(200, {}, {"status": status, "answer": answer})
+            elif path.startswith("/_test/response/"):
+                # A click's response_url: the app's answer is recorded, as Slack would
+                # show it (replace_original edits the message that was clicked).
+                status, headers, document = api.respond(path.removeprefix("/_test/response/"), body)
+                self._answer(status, headers, document)
             elif path.startswith("/api/"):
                 status, headers, document = api.handle(
                     path.removeprefix("/api/"),
