@@ -84,7 +84,9 @@ def model() -> Iterator[ScriptedModel]:
         yield scripted
 
 
-def _put_resources(database_url: str, slack_url: str, model_url: str) -> None:
+def _put_resources(
+    database_url: str, slack_url: str, model_url: str, approval_timeout: str
+) -> None:
     workflow = {
         "runtime": {
             "llmConfig": {"provider": "local", "endpoint": model_url, "model": "scripted"},
@@ -97,6 +99,7 @@ def _put_resources(database_url: str, slack_url: str, model_url: str) -> None:
                 "goal": "Find out why the pod restarts; fix it if you can.",
                 "tools": ["kubectl", "remediate"],
                 "verifyTimeout": "30s",
+                "approvalTimeout": approval_timeout,
             }
         ],
         "outputs": [{"name": "summary", "value": "{{ steps.investigate.output.summary }}"}],
@@ -122,6 +125,12 @@ def _put_resources(database_url: str, slack_url: str, model_url: str) -> None:
 
 
 @pytest.fixture
+def approval_timeout(request: pytest.FixtureRequest) -> str:
+    """The agent step's approvalTimeout (parametrize indirectly to shorten it)."""
+    return str(getattr(request, "param", "30m"))
+
+
+@pytest.fixture
 def pipeline(  # noqa: PLR0917  (one argument per fixture it needs)
     database_url: str,
     redis_url: str,
@@ -129,8 +138,9 @@ def pipeline(  # noqa: PLR0917  (one argument per fixture it needs)
     slack: SlackAPI,
     cluster: Cluster,
     model: ScriptedModel,
+    approval_timeout: str,
 ) -> Iterator[Ingest]:
-    _put_resources(database_url, slack.url, model.url)
+    _put_resources(database_url, slack.url, model.url, approval_timeout)
     (tmp_path / "secrets" / "slack-bot").mkdir(parents=True)
     (tmp_path / "secrets" / "slack-bot" / "token").write_text(SLACK_TOKEN)
     secret_file = tmp_path / "slack-signing-secret"
@@ -141,6 +151,7 @@ def pipeline(  # noqa: PLR0917  (one argument per fixture it needs)
         "PF_NOTIFIER_RETRY_BACKOFF": "0.1",
         "PF_NOTIFIER_RECOVERY_INTERVAL": "0.5",
         "PF_ENGINE_CONCURRENCY": "1",
+        "PF_ENGINE_RECOVERY_INTERVAL": "0.5",
         "PF_ENGINE_KUBERNETES_API_URL": cluster.url,
         "PF_SLACK_SIGNING_SECRET_FILE": str(secret_file),
         "PYTHONPATH": str(REPO),
@@ -305,5 +316,38 @@ def test_a_rejection_is_shown_and_the_change_is_not_made(
         "no reply with the remediation's outcome",
     )
     assert "restart-rollout deployment shop/web`: not made: rejected" in _text(outcome)
+    assert pipeline.get(f"/api/v1/runs/{run_id}").body["phase"] == "Succeeded"
+    assert cluster.patched == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("approval_timeout", ["10s"], indirect=True)
+def test_an_expired_approval_is_shown_without_its_buttons(
+    pipeline: Ingest, slack: SlackAPI, cluster: Cluster
+) -> None:
+    # Nobody clicks: the engine's recovery pass expires the approval, which edits the
+    # message as a click does (the decision did not come from Slack).
+    run_id, _ = _fire(pipeline)
+    [parent] = wait_for(slack.parents, 60, "no Slack message while the run waits")
+    assert "restart-rollout deployment shop/web" in _text(parent)
+    edited = wait_for(
+        lambda: next(
+            (
+                m
+                for m in slack.parents()
+                if m["ts"] == parent["ts"] and not _buttons(m) and "Expired" in _text(m)
+            ),
+            None,
+        ),
+        60,
+        "the expired approval's message still shows its buttons",
+    )
+    assert ":hourglass: *Expired* at 20" in _text(edited)
+    outcome = wait_for(
+        lambda: next((r for r in slack.replies(parent["ts"]) if "Remediation" in _text(r)), None),
+        60,
+        "no reply with the remediation's outcome",
+    )
+    assert "not made: nobody decided in time" in _text(outcome)
     assert pipeline.get(f"/api/v1/runs/{run_id}").body["phase"] == "Succeeded"
     assert cluster.patched == []
