@@ -402,9 +402,10 @@ def record(
     alert_id = uuid.UUID(alert.id)
     if state and loaded.target is not None:
         values = dict(state)
-        if state.get("thread_ts"):
-            # A new thread: a resolution handled before it existed found nothing to
-            # edit and is done again for it (an in-flight one loses its claim).
+        if state.get("thread_ts") or state.get("silence_id"):
+            # A new thread or silence: a resolution handled before it existed found
+            # nothing to edit or expire and is done again for it (an in-flight one
+            # loses its claim).
             values.update(
                 resolved_at=None,
                 resolution_error=None,

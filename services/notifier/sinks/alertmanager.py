@@ -107,7 +107,8 @@ class AlertManagerSink(registries.Sink):
         if "silence" in actions:
             silence_id = self._silence(base, payload, ctx)
             reference["silenceId"] = silence_id
-            state["silence_id"] = silence_id
+            if ctx.state is None or ctx.state.silence_id != silence_id:
+                state["silence_id"] = silence_id  # a new one, for the alert's resolution
         if "annotate" in actions:
             alert = {k: v for k, v in payload["alert"].items() if v is not None}
             ctx.http.post(f"{base}/api/v2/alerts", json=[alert]).raise_for_status()
