@@ -267,10 +267,16 @@ class SlackSink(registries.Sink):
         if not channel or not ts:
             return None
         client = self._client(ctx.target.config, ctx)
+        blocks = list(payload["blocks"])
+        if not ctx.reference.get("threadTs"):
+            # A thread's parent may carry the alert's "Resolved" line by now: keep it.
+            current = self._parent(client, str(channel), str(ts)) or {}
+            banner = [b for b in current.get("blocks") or [] if b.get("block_id") == "pf-resolved"]
+            blocks = [*banner, *blocks][: slack_blocks.MAX_BLOCKS]
         client.chat_update(
             channel=str(channel),
             ts=str(ts),
-            blocks=payload["blocks"],
+            blocks=blocks,
             text=payload["text"],
             metadata=_metadata("run", ctx.delivery_id, ctx.alert_id),
         )
