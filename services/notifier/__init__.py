@@ -2,7 +2,8 @@
 
 ``app.py`` wires the Celery app and the per-process runtime, ``tasks.py`` holds the
 adapters (``notifier.deliver``, ``notifier.alert_resolved``,
-``notifier.approval_decided``), ``store.py`` the
-claims and records in ``sink_deliveries`` and ``alert_sink_states``, ``core/`` the
-pure decisions and ``sinks/`` one implementation per Sink type in one registry.
+``notifier.approval_decided``), ``store.py`` the claims and records in
+``sink_deliveries`` and ``alert_sink_states``, ``approvals.py`` what messages show of
+approvals, ``core/`` the pure decisions and ``sinks/`` one implementation per Sink
+type in one registry.
 """

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from services.notifier import approvals
 from services.notifier.core import deliveries, messages
 from services.notifier.core.deliveries import Phase
 from services.notifier.sinks.registries import AlertState, Target
@@ -131,9 +132,9 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
         alert = _alert_facts(alert_row) if alert_row is not None else None
     approval = None
     if row.event == Event.APPROVAL_REQUESTED:
-        approval = approval_facts(session, _uuid(row.event_id))
+        approval = approvals.approval_facts(session, _uuid(row.event_id))
     elif row.run_phase == messages.WAITING_APPROVAL:
-        approval = _pending_approval(session, row.run_id)
+        approval = approvals.pending_approval(session, row.run_id)
     run = messages.RunFacts(
         id=str(row.run_id),
         phase=row.run_phase,
@@ -146,7 +147,7 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
         started_at=row.started_at,
         completed_at=row.completed_at,
         approval=approval,
-        approvals=_run_approvals(session, row.run_id),
+        approvals=approvals.run_approvals(session, row.run_id),
         event=row.event,
     )
     return Loaded(
@@ -172,43 +173,6 @@ def _uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
-
-
-def _pending_approval(session: Session, run_id: uuid.UUID) -> dict[str, Any] | None:
-    """The approval a waiting run waits for, as the Slack buttons need it."""
-    row = session.execute(
-        sa.select(_APPROVALS)
-        .where(_APPROVALS.c.run_id == run_id, _APPROVALS.c.status == "pending")
-        .order_by(_APPROVALS.c.created_at.desc())
-        .limit(1)
-    ).first()
-    return messages.approval_doc(dict(row._mapping), _step_output(session, row)) if row else None
-
-
-def approval_facts(session: Session, approval_id: uuid.UUID | None) -> dict[str, Any] | None:
-    """One approval, whatever its status, as a message shows it (``messages.approval_doc``)."""
-    if approval_id is None:
-        return None
-    row = session.execute(sa.select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).first()
-    return messages.approval_doc(dict(row._mapping), _step_output(session, row)) if row else None
-
-
-def _step_output(session: Session, approval: Any) -> Mapping[str, Any]:
-    """The output of the step that asked (its recommendations say the change's risk)."""
-    output = session.execute(
-        sa.select(_STEPS.c.output).where(
-            _STEPS.c.run_id == approval.run_id, _STEPS.c.index == approval.step_index
-        )
-    ).scalar_one_or_none()
-    return dict(output or {})
-
-
-def _run_approvals(session: Session, run_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Every approval the run asked for, oldest first: what became of each change."""
-    rows = session.execute(
-        sa.select(_APPROVALS).where(_APPROVALS.c.run_id == run_id).order_by(_APPROVALS.c.created_at)
-    ).all()
-    return [messages.approval_doc(dict(row._mapping), {}) for row in rows]
 
 
 def _as_seen(loaded: Loaded) -> sa.ColumnElement[bool]:
@@ -489,50 +453,6 @@ def follow_ups(session: Session, loaded: Loaded) -> list[tuple[str, str, list[An
         if status is not None and status != "pending":
             found.append((APPROVAL_DECIDED, NOTIFIER_QUEUE, [str(approval_id)]))
     return found
-
-
-# -- approval decided ------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Asked:
-    """A delivery that asked for an approval, as the decision's edit sees it."""
-
-    id: uuid.UUID
-    sink_name: str
-    phase: str
-    reference: dict[str, Any]
-
-
-def approval_requests(session: Session, approval_id: uuid.UUID) -> tuple[str | None, list[Asked]]:
-    """The approval's status and the deliveries that asked for it."""
-    status = session.execute(
-        sa.select(_APPROVALS.c.status).where(_APPROVALS.c.id == approval_id)
-    ).scalar_one_or_none()
-    rows = session.execute(
-        sa.select(
-            _DELIVERIES.c.id, _DELIVERIES.c.sink_name, _DELIVERIES.c.phase, _DELIVERIES.c.response
-        )
-        .where(
-            _DELIVERIES.c.event == Event.APPROVAL_REQUESTED,
-            _DELIVERIES.c.event_id == str(approval_id),
-        )
-        .order_by(_DELIVERIES.c.sink_name)
-    ).all()
-    return status, [
-        Asked(row.id, row.sink_name, row.phase, dict(row.response or {})) for row in rows
-    ]
-
-
-def decision_shown(
-    session: Session, asked: Asked, status: str, reference: Mapping[str, Any], now: dt.datetime
-) -> None:
-    """Note on the delivery that its message now shows the decision (``decisionShown``)."""
-    session.execute(
-        sa.update(_DELIVERIES)
-        .where(_DELIVERIES.c.id == asked.id)
-        .values(response={**asked.reference, **reference, "decisionShown": status}, updated_at=now)
-    )
 
 
 def escalate(session: Session, alert_id: uuid.UUID, now: dt.datetime) -> bool:

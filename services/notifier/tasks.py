@@ -37,7 +37,7 @@ from typing import Any
 import pybreaker
 from celery import Celery, Task
 
-from services.notifier import rendering, store
+from services.notifier import approvals, rendering, store
 from services.notifier.app import Runtime, runtime_for
 from services.notifier.core import deliveries, messages
 from services.notifier.core.deliveries import Claim, Outcome, Phase
@@ -466,7 +466,7 @@ def on_approval_decided(runtime: Runtime, approval_id: str, *, attempt: int = 1)
         log.error("approval_decided: not an approval id", extra=extra)
         return _DONE
     with runtime.units.begin() as unit:
-        status, asked = store.approval_requests(unit.session, key)
+        status, asked = approvals.approval_requests(unit.session, key)
     if status is None or status == "pending":
         log.warning("approval_decided: not decided", extra={**extra, "status": status})
         return _DONE
@@ -481,7 +481,7 @@ def on_approval_decided(runtime: Runtime, approval_id: str, *, attempt: int = 1)
 
 
 def _show_decision(
-    runtime: Runtime, item: store.Asked, status: str, attempt: int, extra: dict[str, Any]
+    runtime: Runtime, item: approvals.Asked, status: str, attempt: int, extra: dict[str, Any]
 ) -> float | None:
     """Re-render one delivered request with the decision and edit the message; seconds
     to wait before another pass, or None when done (or given up)."""
@@ -530,6 +530,6 @@ def _show_decision(
     if updated is None:
         return None  # this type cannot edit what it sent
     with runtime.units.begin() as unit:
-        store.decision_shown(unit.session, item, status, updated, utcnow())
+        approvals.decision_shown(unit.session, item, status, updated, utcnow())
     log.info("approval decision shown", extra={**extra, "status": status})
     return None
