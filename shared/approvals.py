@@ -4,9 +4,11 @@ An agent step whose change needs a human pauses its run (``WaitingApproval``) an
 leaves a pending row in ``approvals`` (written by the engine). Whoever decides, the
 ingest API and the Slack buttons (ingest's ``/slack/interactions``), calls :func:`decide`; the
 engine's recovery pass calls :func:`expire` for the ones nobody decided in time.
-Each of them writes, in the caller's transaction, the decision and an outbox entry
-``engine.resume_step(approval_id)``; the engine then makes the change (approved) or
-ends the run without it (denied, expired). The caller publishes the returned entries
+Each of them writes, in the caller's transaction, the decision and the outbox entries
+``engine.resume_step(approval_id)`` and ``notifier.approval_decided(approval_id)``;
+the engine then makes the change (approved) or ends the run without it (denied,
+expired), and the notifier edits the messages that asked (the Slack buttons give way
+to who decided and when). The caller publishes the returned entries
 after commit.
 
 Deciding is a compare-and-set on ``pending`` (and not yet expired): of two clicks,
@@ -29,7 +31,7 @@ from sqlalchemy.orm import Session
 from shared import outbox
 from shared.db.models import Approval, WorkflowRun
 from shared.errors import PunchingFistError
-from shared.queueing import ENGINE_QUEUE, RESUME_STEP
+from shared.queueing import APPROVAL_DECIDED, ENGINE_QUEUE, NOTIFIER_QUEUE, RESUME_STEP
 
 _APPROVALS = cast(sa.Table, Approval.__table__)
 _RUNS = cast(sa.Table, WorkflowRun.__table__)
@@ -171,11 +173,7 @@ def decide(  # noqa: PLR0917  one signature for the API and the Slack buttons
             f"approval {approval_id} is already {row.status}{who} at {_iso(row.decided_at)}"
         )
     row = session.execute(sa.select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).one()
-    tasks = outbox.add(
-        session,
-        [(RESUME_STEP, ENGINE_QUEUE, [str(approval_id), str(row.run_id)])],
-        outbox_lease_seconds,
-    )
+    tasks = outbox.add(session, _after_decision([(approval_id, row.run_id)]), outbox_lease_seconds)
     return Decided(view(row), tasks)
 
 
@@ -197,11 +195,18 @@ def expire(
         )
         if changed.rowcount == 1:  # type: ignore[attr-defined]
             expired.append((approval_id, run_id))
-    return outbox.add(
-        session,
-        [
-            (RESUME_STEP, ENGINE_QUEUE, [str(approval_id), str(run_id)])
-            for approval_id, run_id in expired
-        ],
-        outbox_lease_seconds,
-    )
+    return outbox.add(session, _after_decision(expired), outbox_lease_seconds)
+
+
+def _after_decision(
+    decided: list[tuple[uuid.UUID, uuid.UUID]],
+) -> list[tuple[str, str, list[Any]]]:
+    """The engine carries the run on; the notifier edits the messages that asked.
+
+    The run id rides along with the resume for Flower and the logs.
+    """
+    messages: list[tuple[str, str, list[Any]]] = []
+    for approval_id, run_id in decided:
+        messages.append((RESUME_STEP, ENGINE_QUEUE, [str(approval_id), str(run_id)]))
+        messages.append((APPROVAL_DECIDED, NOTIFIER_QUEUE, [str(approval_id)]))
+    return messages

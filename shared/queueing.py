@@ -52,6 +52,10 @@ DELIVER = "notifier.deliver"
 # reply when and how, expire the silence. Args: [alert_id]. Sent by ingest (through
 # the outbox, in the transaction that records the resolution).
 ALERT_RESOLVED = "notifier.alert_resolved"
+# An approval was decided or expired: edit the messages that asked for it (the Slack
+# buttons give way to who decided and when). Args: [approval_id]. Sent through the
+# outbox by whoever decided (``shared.approvals``), beside ``engine.resume_step``.
+APPROVAL_DECIDED = "notifier.approval_decided"
 
 TASK_ROUTES = {
     "engine.*": {"queue": ENGINE_QUEUE},

@@ -137,12 +137,15 @@ def _deliveries(session: Session, run_id: uuid.UUID, namespace: str) -> list[dic
     rows = session.execute(
         sa.select(_DELIVERIES, sink_type.label("sink_spec"))
         .where(_DELIVERIES.c.run_id == run_id)
-        .order_by(_DELIVERIES.c.sink_name)
+        .order_by(_DELIVERIES.c.sink_name, _DELIVERIES.c.created_at)
     ).all()
     return [
         {
             "id": str(delivery.id),
             "sink": delivery.sink_name,
+            # run_finished, or approval_requested with the approval's id.
+            "event": delivery.event,
+            "eventId": delivery.event_id or None,
             "type": (delivery.sink_spec or {}).get("type"),
             "phase": delivery.phase,
             "attempts": delivery.attempts,

@@ -41,6 +41,7 @@ from shared import approvals as approvals_shared
 from shared import logs, units
 from shared.db.models import utcnow
 from shared.domain.alerts import AlertStatus
+from shared.domain.notifications import Event
 from shared.domain.runs import RunPhase, StepPhase
 from shared.queueing import RESUME_STEP, RUN_STEP, START_WORKFLOW, START_WORKFLOWS
 
@@ -166,14 +167,23 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
             # A change waits for a human: the run pauses here and this chain ends;
             # ``resume_step`` carries the run on once the approval is decided.
             with runtime.units.begin() as unit:
-                approvals.pause(
-                    unit.session,
-                    loaded,
-                    attempt=attempt,
-                    worker=me,
-                    output=outcome.output,
-                    now=utcnow(),
+                now = utcnow()
+                approval_id = approvals.pause(
+                    unit.session, loaded, attempt=attempt, worker=me, output=outcome.output, now=now
                 )
+                if approval_id is not None:
+                    # The people who decide hear of it from the Workflow's Sinks (the
+                    # Slack message with the buttons), in the pause's transaction.
+                    unit.publish_after_commit(
+                        runtime.store.notify(
+                            unit.session,
+                            loaded.run_id,
+                            loaded.workflow.sinks,
+                            event=Event.APPROVAL_REQUESTED,
+                            event_id=str(approval_id),
+                            now=now,
+                        )
+                    )
             task.stop_chain()
             return
         with runtime.units.begin() as unit:

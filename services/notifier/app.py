@@ -13,12 +13,10 @@ lost, and resolutions whose worker died.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Iterator
 
 import httpx
 from celery import Celery
@@ -28,7 +26,7 @@ from services.notifier import breakers, store
 from services.notifier import sinks as _sinks  # registers the Sink types
 from services.notifier.core.deliveries import Backoff
 from services.notifier.sinks import registries
-from shared import metrics, queueing, secrets, workers
+from shared import metrics, queueing, secrets, units, workers
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
 from shared.settings import Settings
@@ -66,12 +64,11 @@ class Runtime:
         notifier = settings.notifier
         self.backoff = Backoff(notifier.retry_backoff, notifier.retry_backoff_max)
         self.public_url = notifier.public_url or f"http://{settings.ingest.bind}"
+        self.publisher = queueing.Publisher(app, settings.broker.publish_backoff)
+        # Transactions, with the messages they write (``follow_ups``) published after
+        # commit, as in the engine, the scheduler and ingest.
+        self.units = units.Units(self.session_factory, self.publisher)
         self.pid = os.getpid()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with self.session_factory.begin() as session:
-            yield session
 
     def close(self) -> None:
         self.http.close()
@@ -137,11 +134,11 @@ class Housekeeping(threading.Thread):
 def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
     """One recovery pass; returns how many messages were sent again."""
     now = now or utcnow()
-    with runtime.transaction() as session:
+    with runtime.units.begin() as unit:
         deliveries = store.due_again(
-            session, now, runtime.settings.notifier.stall_seconds, workers.is_dead
+            unit.session, now, runtime.settings.notifier.stall_seconds, workers.is_dead
         )
-        alerts = store.abandoned_resolutions(session, now, workers.is_dead)
+        alerts = store.abandoned_resolutions(unit.session, now, workers.is_dead)
     for delivery_id in deliveries:
         log.warning("re-sending a delivery", extra={"delivery_id": str(delivery_id)})
         runtime.app.send_task(

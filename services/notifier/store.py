@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from services.notifier import approvals
 from services.notifier.core import deliveries, messages
 from services.notifier.core.deliveries import Phase
 from services.notifier.sinks.registries import AlertState, Target
@@ -30,9 +31,12 @@ from shared.db.models import (
     Approval,
     Resource,
     SinkDelivery,
+    StepRun,
     WorkflowRun,
 )
 from shared.domain import alerts as alert_domain
+from shared.domain.notifications import Event
+from shared.queueing import ALERT_RESOLVED, APPROVAL_DECIDED, NOTIFIER_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ _ALERTS = cast(sa.Table, Alert.__table__)
 _STATES = cast(sa.Table, AlertSinkState.__table__)
 _RESOURCES = cast(sa.Table, Resource.__table__)
 _APPROVALS = cast(sa.Table, Approval.__table__)
+_STEPS = cast(sa.Table, StepRun.__table__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Loaded:
     id: uuid.UUID
     run_id: uuid.UUID
     sink_name: str
+    # What the Sink is told (``shared.domain.notifications.Event``) and about what.
+    event: str
+    event_id: str
     phase: str
     attempts: int
     worker: str | None
@@ -123,8 +131,10 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
         alert_row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == row.alert_id)).first()
         alert = _alert_facts(alert_row) if alert_row is not None else None
     approval = None
-    if row.run_phase == messages.WAITING_APPROVAL:
-        approval = _pending_approval(session, row.run_id)
+    if row.event == Event.APPROVAL_REQUESTED:
+        approval = approvals.approval_facts(session, _uuid(row.event_id))
+    elif row.run_phase == messages.WAITING_APPROVAL:
+        approval = approvals.pending_approval(session, row.run_id)
     run = messages.RunFacts(
         id=str(row.run_id),
         phase=row.run_phase,
@@ -137,11 +147,15 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
         started_at=row.started_at,
         completed_at=row.completed_at,
         approval=approval,
+        approvals=approvals.run_approvals(session, row.run_id),
+        event=row.event,
     )
     return Loaded(
         id=row.id,
         run_id=row.run_id,
         sink_name=row.sink_name,
+        event=row.event,
+        event_id=row.event_id,
         phase=row.phase,
         attempts=row.attempts,
         worker=row.worker,
@@ -154,22 +168,11 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
     )
 
 
-def _pending_approval(session: Session, run_id: uuid.UUID) -> dict[str, Any] | None:
-    """The approval a waiting run waits for, as the Slack buttons need it."""
-    row = session.execute(
-        sa.select(_APPROVALS.c.id, _APPROVALS.c.what, _APPROVALS.c.why, _APPROVALS.c.expires_at)
-        .where(_APPROVALS.c.run_id == run_id, _APPROVALS.c.status == "pending")
-        .order_by(_APPROVALS.c.created_at.desc())
-        .limit(1)
-    ).first()
-    if row is None:
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
         return None
-    return {
-        "id": str(row.id),
-        "what": row.what,
-        "why": row.why,
-        "expiresAt": row.expires_at.isoformat() if row.expires_at else None,
-    }
 
 
 def _as_seen(loaded: Loaded) -> sa.ColumnElement[bool]:
@@ -362,7 +365,19 @@ def record(
         return True
     alert_id = uuid.UUID(alert.id)
     if state and loaded.target is not None:
-        _save_state(session, alert_id, loaded.target, state, now)
+        values = dict(state)
+        if state.get("thread_ts") or state.get("silence_id"):
+            # A new thread or silence: a resolution handled before it existed found
+            # nothing to edit or expire and is done again for it (an in-flight one
+            # loses its claim).
+            values.update(
+                resolved_at=None,
+                resolution_error=None,
+                worker=None,
+                lease_until=None,
+                resolution_attempts=_STATES.c.resolution_attempts + 1,
+            )
+        _save_state(session, alert_id, loaded.target, values, now)
     if decision.phase is Phase.FAILED and threaded:
         # Give the parent claim back, so that the alert's next delivery can post it.
         session.execute(
@@ -377,10 +392,67 @@ def record(
     if (
         decision.phase is Phase.DELIVERED
         and tells_humans
+        and loaded.event == Event.RUN_FINISHED
         and messages.escalates(loaded.run.phase, alert)
     ):
         escalate(session, alert_id, now)
     return True
+
+
+def lock_for_follow_ups(session: Session, loaded: Loaded) -> None:
+    """Lock the rows whose change the delivery's record must not miss (PostgreSQL).
+
+    A decision (``shared.approvals``) or a resolution (ingest, the engine) commits
+    beside this record: each writer locks the row it changes, then reads what was
+    sent; this record locks the same rows first, then reads their status. Whichever
+    commits second sees the other, so the message that edits the Slack message is
+    sent at least once (``follow_ups``); both are idempotent. Approval before alert,
+    as the engine's resume takes them. SQLite serialises writers (BEGIN IMMEDIATE).
+    """
+    approval_id = _uuid(loaded.event_id) if loaded.event == Event.APPROVAL_REQUESTED else None
+    if approval_id is not None:
+        session.execute(
+            sa.select(_APPROVALS.c.id).where(_APPROVALS.c.id == approval_id).with_for_update()
+        ).first()
+    if loaded.alert is not None:
+        session.execute(
+            sa.select(_ALERTS.c.id)
+            .where(_ALERTS.c.id == uuid.UUID(loaded.alert.id))
+            .with_for_update()
+        ).first()
+
+
+def follow_ups(session: Session, loaded: Loaded) -> list[tuple[str, str, list[Any]]]:
+    """What a delivered message leaves to do, read after ``lock_for_follow_ups``.
+
+    - The alert resolved while the message was queued or on its way: its resolution
+      (parent edit, thread reply, silence expiry) may have found no thread yet.
+    - The approval the message asks for was decided meanwhile: the message still
+      shows the buttons.
+    """
+    found: list[tuple[str, str, list[Any]]] = []
+    if loaded.alert is not None:
+        alert_id = uuid.UUID(loaded.alert.id)
+        resolved = session.execute(
+            sa.select(_ALERTS.c.status).where(_ALERTS.c.id == alert_id)
+        ).scalar_one_or_none() == str(messages.RESOLVED)
+        unresolved = session.execute(
+            sa.select(_STATES.c.sink_name).where(
+                _STATES.c.alert_id == alert_id,
+                _STATES.c.resolved_at.is_(None),
+                sa.or_(_STATES.c.thread_ts.is_not(None), _STATES.c.silence_id.is_not(None)),
+            )
+        ).first()
+        if resolved and unresolved is not None:
+            found.append((ALERT_RESOLVED, NOTIFIER_QUEUE, [str(alert_id)]))
+    approval_id = _uuid(loaded.event_id) if loaded.event == Event.APPROVAL_REQUESTED else None
+    if approval_id is not None:
+        status = session.execute(
+            sa.select(_APPROVALS.c.status).where(_APPROVALS.c.id == approval_id)
+        ).scalar_one_or_none()
+        if status is not None and status != "pending":
+            found.append((APPROVAL_DECIDED, NOTIFIER_QUEUE, [str(approval_id)]))
+    return found
 
 
 def escalate(session: Session, alert_id: uuid.UUID, now: dt.datetime) -> bool:

@@ -11,6 +11,15 @@ with a countdown (``retry_in``), honouring the Sink's Retry-After.
 alert (a Slack thread, a silence), update or undo it (``Sink.resolve``), claimed
 and recorded the same way on ``alert_sink_states``.
 
+``notifier.approval_decided(approval_id)``: edit each delivered message that asked
+for the approval (``Sink.update``: Slack ``chat.update``) to show the decision
+instead of the buttons. A request still on its way is edited after its record,
+which queues this task when it finds the approval decided (``store.follow_ups``),
+as it queues ``notifier.alert_resolved`` for an alert that resolved meanwhile.
+
+Every transaction is a unit of work (``shared.units``): what it writes to the
+outbox is published after it commits.
+
 Tasks are bound to the app in ``register(app)`` rather than with ``shared_task``,
 as in the engine: tests build several apps in one process.
 """
@@ -28,16 +37,16 @@ from typing import Any
 import pybreaker
 from celery import Celery, Task
 
+from services.notifier import approvals, rendering, store
 from services.notifier import metrics as notifier_metrics
-from services.notifier import rendering, store
 from services.notifier.app import Runtime, runtime_for
 from services.notifier.core import deliveries, messages
 from services.notifier.core.deliveries import Claim, Outcome, Phase
 from services.notifier.sinks import registries
-from shared import logs, workers
+from shared import logs, outbox, workers
 from shared.db.models import utcnow
 from shared.errors import PermanentError, TemporaryError
-from shared.queueing import ALERT_RESOLVED, DELIVER
+from shared.queueing import ALERT_RESOLVED, APPROVAL_DECIDED, DELIVER
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,7 @@ class NotifierTask(Task):  # type: ignore[misc]
 def register(app: Celery) -> None:
     app.task(name=DELIVER, base=NotifierTask, bind=True)(deliver)
     app.task(name=ALERT_RESOLVED, base=NotifierTask, bind=True)(alert_resolved)
+    app.task(name=APPROVAL_DECIDED, base=NotifierTask, bind=True)(approval_decided)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +102,12 @@ def deliver(task: NotifierTask, delivery_id: str, run_id: str | None = None) -> 
 def alert_resolved(task: NotifierTask, alert_id: str) -> None:
     with logs.bound(alert_id=alert_id):
         step = on_alert_resolved(task.runtime, alert_id)
+    if step.retry_in is not None:
+        raise task.retry(countdown=step.retry_in, max_retries=None)
+
+
+def approval_decided(task: NotifierTask, approval_id: str) -> None:
+    step = on_approval_decided(task.runtime, approval_id, attempt=task.request.retries + 1)
     if step.retry_in is not None:
         raise task.retry(countdown=step.retry_in, max_retries=None)
 
@@ -150,8 +166,8 @@ def _deliver_once(runtime: Runtime, delivery_id: str) -> Step:
         log.error("deliver: not a delivery id", extra=extra)
         return _DONE
     me = workers.worker_id()
-    with runtime.transaction() as session:
-        claimed = _claim(runtime, session, key, me, extra)
+    with runtime.units.begin() as unit:
+        claimed = _claim(runtime, unit.session, key, me, extra)
     if isinstance(claimed, Step):
         return claimed
     loaded, target, sink = claimed.loaded, claimed.target, claimed.sink
@@ -176,7 +192,11 @@ def _deliver_once(runtime: Runtime, delivery_id: str) -> Step:
     decision = deliveries.after(
         outcome, attempt=attempt, max_attempts=settings.max_attempts, backoff=runtime.backoff
     )
-    with runtime.transaction() as session:
+    with runtime.units.begin() as unit:
+        session = unit.session
+        delivered = decision.phase is Phase.DELIVERED
+        if delivered:
+            store.lock_for_follow_ups(session, loaded)
         recorded = store.record(
             session,
             loaded,
@@ -189,6 +209,16 @@ def _deliver_once(runtime: Runtime, delivery_id: str) -> Step:
             tells_humans=sink.tells_humans,
             now=utcnow(),
         )
+        if recorded and delivered:
+            # What happened while the message was on its way (a resolution, a
+            # decision) and found nothing to edit yet.
+            unit.publish_after_commit(
+                outbox.add(
+                    session,
+                    store.follow_ups(session, loaded),
+                    runtime.settings.outbox.lease_seconds,
+                )
+            )
     log.info(
         "delivery attempt finished",
         extra={
@@ -285,6 +315,8 @@ def _prepare(runtime: Runtime, loaded: store.Loaded) -> _Prepared | tuple[Phase,
         sink = runtime.registry.get(target.type)
     except registries.SinkNotAvailableError as exc:
         return Phase.FAILED, str(exc)
+    if loaded.event not in sink.events:
+        return Phase.SKIPPED, f"{target.type} Sinks do not act on {loaded.event} events"
     message = messages.namespace(
         loaded.run,
         loaded.alert,
@@ -344,8 +376,8 @@ def on_alert_resolved(runtime: Runtime, alert_id: str) -> Step:
     except ValueError:
         log.error("alert_resolved: not an alert id", extra=extra)
         return _DONE
-    with runtime.transaction() as session:
-        alert, items = store.resolutions(session, key)
+    with runtime.units.begin() as unit:
+        alert, items = store.resolutions(unit.session, key)
     if alert is None:
         log.warning("alert_resolved: no such alert", extra=extra)
         return _DONE
@@ -369,7 +401,8 @@ def _resolve_one(
         return None  # a live worker is on it
     if item.parent_in_flight:
         return PARENT_WAIT
-    with runtime.transaction() as session:
+    with runtime.units.begin() as unit:
+        session = unit.session
         target = store.target_of(session, item.sink_namespace, item.sink_name)
         try:
             sink = runtime.registry.get(target.type) if target is not None else None
@@ -429,9 +462,9 @@ def _record_resolution(
     error: str | None,
     done: bool,
 ) -> None:
-    with runtime.transaction() as session:
+    with runtime.units.begin() as unit:
         store.record_resolution(
-            session,
+            unit.session,
             item,
             worker=me,
             attempt=attempt,
@@ -440,3 +473,90 @@ def _record_resolution(
             done=done,
             now=utcnow(),
         )
+
+
+# -- approval decided --------------------------------------------------------------
+
+
+def on_approval_decided(runtime: Runtime, approval_id: str, *, attempt: int = 1) -> Step:
+    """Edit every message that asked for the approval to show the decision, one pass
+    (``notifier.approval_decided``).
+
+    A message still on its way is left to its own record, which sends this task
+    again when it finds the approval decided (``store.follow_ups``). The edit is
+    idempotent, so a duplicate message or a retry edits to the same thing again.
+    """
+    extra: dict[str, Any] = {"approval_id": approval_id}
+    try:
+        key = uuid.UUID(approval_id)
+    except ValueError:
+        log.error("approval_decided: not an approval id", extra=extra)
+        return _DONE
+    with runtime.units.begin() as unit:
+        status, asked = approvals.approval_requests(unit.session, key)
+    if status is None or status == "pending":
+        log.warning("approval_decided: not decided", extra={**extra, "status": status})
+        return _DONE
+    waits = []
+    for item in asked:
+        if item.phase != Phase.DELIVERED or item.reference.get("decisionShown") == status:
+            continue
+        wait = _show_decision(runtime, item, status, attempt, {**extra, "sink": item.sink_name})
+        if wait is not None:
+            waits.append(wait)
+    return Step(min(waits)) if waits else _DONE
+
+
+def _show_decision(
+    runtime: Runtime, item: approvals.Asked, status: str, attempt: int, extra: dict[str, Any]
+) -> float | None:
+    """Re-render one delivered request with the decision and edit the message; seconds
+    to wait before another pass, or None when done (or given up)."""
+    settings = runtime.settings.notifier
+    with runtime.units.begin() as unit:
+        loaded = store.load(unit.session, item.id)
+    if loaded is None or loaded.target is None:
+        return None
+    target = loaded.target
+    try:
+        sink = runtime.registry.get(target.type)
+        message = messages.namespace(
+            loaded.run,
+            loaded.alert,
+            sink_name=target.name,
+            sink_type=target.type,
+            public_url=runtime.public_url,
+        )
+        payload = sink.render(target, message)
+    except PermanentError as exc:
+        log.warning("approval decision not shown", extra={**extra, "error": str(exc)})
+        return None
+    ctx = registries.UpdateContext(
+        delivery_id=str(item.id),
+        alert_id=loaded.alert.id if loaded.alert is not None else None,
+        target=target,
+        reference=item.reference,
+        secret=_secrets_for(runtime, target.namespace),
+        http=runtime.http,
+        settings=settings,
+    )
+    breaker_key = f"{target.namespace}/{target.name}"
+    try:
+        updated = runtime.breakers.get(breaker_key).call(
+            _classified(sink, lambda: sink.update(payload, ctx))
+        )
+    except (pybreaker.CircuitBreakerError, TemporaryError) as exc:
+        final = attempt >= settings.max_attempts
+        log.warning(
+            "approval decision not shown", extra={**extra, "error": str(exc), "final": final}
+        )
+        return None if final else (getattr(exc, "delay", 0.0) or runtime.backoff.delay(attempt))
+    except PermanentError as exc:
+        log.warning("approval decision not shown", extra={**extra, "error": str(exc)})
+        return None
+    if updated is None:
+        return None  # this type cannot edit what it sent
+    with runtime.units.begin() as unit:
+        approvals.decision_shown(unit.session, item, status, updated, utcnow())
+    log.info("approval decision shown", extra={**extra, "status": status})
+    return None

@@ -12,6 +12,12 @@ messages, newest first, ``oldest``/``latest``/``inclusive``/``limit``/``cursor``
 metadata only with ``include_all_metadata``), ``conversations.replies``,
 ``conversations.list``, ``auth.test``.
 
+Interactions: ``click(ts, action_id, request_url=..., signing_secret=...)`` presses a
+button of a posted message as a person would; the stand-in posts the signed
+``block_actions`` payload (``user``, ``container``, ``message``, ``actions`` with the
+button's ``value``) to the app's Request URL, as Slack does. A button that the
+message no longer shows (edited away by ``chat.update``) cannot be pressed.
+
 Faults, for the tests: ``fail_next(method, status=429, retry_after=1)`` answers the
 next calls with an HTTP error, ``fail_next(method, error="channel_not_found")`` with
 ``ok: false``, ``fail_next(method, answer={"ok": True})`` with any answer, and
@@ -22,7 +28,10 @@ the sender has not recorded it.
 In-process: ``with SlackAPI(token="xoxb-test") as slack: slack.url`` (ends in /api/).
 As a process (compose, by hand): ``python -m services.standins.slack --bind
 127.0.0.1:9091`` (the bot token it accepts is ``--token``, default ``xoxb-test-token``);
-then ``GET /_test/messages`` lists what was posted and ``POST /_test/reset`` clears it.
+then ``GET /_test/messages`` lists what was posted, ``POST /_test/reset`` clears it,
+and ``POST /_test/click`` (JSON ``ts``, ``action_id``, ``request_url``,
+``signing_secret``) presses a button. A click's ``response_url`` points back at the
+stand-in (``/_test/response/<ts>``), which records what is posted there.
 Point a Sink's ``apiUrl`` at ``http://HOST:PORT/api/``.
 """
 
@@ -31,11 +40,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import itertools
 import json
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -120,6 +133,91 @@ class SlackAPI:
 
     def replies(self, thread_ts: str) -> list[dict[str, Any]]:
         return [m for m in self.messages() if m.get("thread_ts") == thread_ts]
+
+    def click(
+        self,
+        ts: str,
+        action_id: str,
+        *,
+        request_url: str,
+        signing_secret: str,
+        user: tuple[str, str] = ("U0ALICE", "alice"),
+    ) -> tuple[int, Any]:
+        """Press a button of a posted message, as a person in Slack does: Slack then
+        posts a signed ``block_actions`` interaction to the app's Request URL.
+
+        Returns the app's (status, JSON answer). Raises LookupError when the message
+        shows no such button (an edited message whose buttons were removed).
+        """
+        with self._lock:
+            message = next((dict(m) for m in self._messages if m["ts"] == ts), None)
+        if message is None:
+            raise LookupError(f"no message {ts}")
+        button, block_id = None, None
+        for block in message.get("blocks") or []:
+            for element in block.get("elements") or [] if block.get("type") == "actions" else []:
+                if element.get("type") == "button" and element.get("action_id") == action_id:
+                    button, block_id = element, block.get("block_id")
+        if button is None:
+            raise LookupError(f"message {ts} shows no {action_id} button")
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user[0], "username": user[1], "team_id": "T0TEST"},
+            "team": {"id": "T0TEST", "domain": "standin"},
+            "api_app_id": "A0STANDIN",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": message["channel"],
+                "is_ephemeral": False,
+            },
+            "channel": {"id": message["channel"]},
+            "message": _public(message),
+            "trigger_id": f"{self._next_ts()}.standin",
+            "response_url": f"{self.url.removesuffix('/api/')}/_test/response/{ts}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "value": button.get("value"),
+                    "text": button.get("text"),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        timestamp = str(int(time.time()))
+        digest = hmac.new(
+            signing_secret.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256
+        ).hexdigest()
+        request = urllib.request.Request(  # noqa: S310  the test's own ingest URL
+            request_url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": timestamp,
+                "X-Slack-Signature": f"v0={digest}",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def respond(self, ts: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        """A POST to a click's ``response_url``: recorded as method ``response_url``;
+        ``replace_original`` edits the clicked message, as in Slack."""
+        with self._lock:
+            self._calls.append(Call("response_url", None, "application/json", dict(body)))
+            for message in self._messages:
+                if message["ts"] == ts and _true(body.get("replace_original")):
+                    message["blocks"] = body.get("blocks") or []
+                    message["text"] = body.get("text", message["text"])
+                    message["edited"] = {"user": "U0BOT", "ts": self._next_ts()}
+        return 200, {}, {"ok": True}
 
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
@@ -357,6 +455,24 @@ def _handler_for(api: SlackAPI) -> type[BaseHTTPRequestHandler]:
             elif path == "/_test/reset":
                 api.reset()
                 self._answer(200, {}, {"ok": True})
+            elif path == "/_test/click":
+                # By hand (compose): press a button; the body names it and the app.
+                try:
+                    status, answer = api.click(
+                        str(body["ts"]),
+                        str(body["action_id"]),
+                        request_url=str(body["request_url"]),
+                        signing_secret=str(body["signing_secret"]),
+                    )
+                except (KeyError, LookupError) as exc:
+                    self._answer(400, {}, {"ok": False, "error": str(exc)})
+                else:
+                    self._answer(200, {}, {"status": status, "answer": answer})
+            elif path.startswith("/_test/response/"):
+                # A click's response_url: the app's answer is recorded, as Slack would
+                # show it (replace_original edits the message that was clicked).
+                status, headers, document = api.respond(path.removeprefix("/_test/response/"), body)
+                self._answer(status, headers, document)
             elif path.startswith("/api/"):
                 status, headers, document = api.handle(
                     path.removeprefix("/api/"),

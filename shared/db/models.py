@@ -273,7 +273,7 @@ class OutboxEntry(Base):
 
 
 class SinkDelivery(Base):
-    """One notification of a run's result to one Sink.
+    """One notification of a run's event (its result, an approval it waits for) to one Sink.
 
     Phases: Pending (to send, or waiting for a retry), Delivered, Failed, Skipped
     (the Sink's condition was false). The notifier claims a delivery (``worker``,
@@ -283,7 +283,7 @@ class SinkDelivery(Base):
 
     __tablename__ = "sink_deliveries"
     __table_args__ = (
-        sa.UniqueConstraint("run_id", "sink_name"),
+        sa.UniqueConstraint("run_id", "sink_name", "event", "event_id"),
         # The notifier's recovery pass looks for Pending deliveries past their time.
         sa.Index(None, "phase", "next_attempt_at"),
     )
@@ -291,6 +291,12 @@ class SinkDelivery(Base):
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
     run_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("workflow_runs.id", ondelete="CASCADE"))
     sink_name: Mapped[str] = mapped_column(sa.String(253))
+    # What the Sink is told (``shared.domain.notifications.Event``): the run's end, or
+    # that it waits for the approval named by ``event_id`` ('' for the run's end).
+    event: Mapped[str] = mapped_column(
+        sa.String(32), default="run_finished", server_default="run_finished"
+    )
+    event_id: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
     phase: Mapped[str] = mapped_column(sa.String(16), default="Pending")
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)

@@ -115,7 +115,10 @@ class SinkSpecSchema(StrictSchema):
     config = ByType(SINK_SCHEMAS, metadata=describe("Settings of this Sink's type."))
     condition = ma.fields.String(
         validate=ma.validate.Length(min=1, max=1024),
-        metadata=describe('Send only when this expression holds, e.g. run.phase == "Failed".'),
+        metadata=describe(
+            'Send only when this expression holds, e.g. run.phase == "Failed"; event is '
+            "run_finished (the run ended) or approval_requested (it waits for a human)."
+        ),
     )
 
     @ma.pre_load

@@ -51,6 +51,8 @@ class Store:
         # A run and one of its steps as a step task sees them, and its result's write.
         self.load = functools.partial(steps.load, snapshots=snapshots)
         self.record = functools.partial(steps.record, finisher=finisher)
+        # One delivery per Sink of an event that is not the run's end (a paused run).
+        self.notify = functools.partial(finish.notify, outbox_lease_seconds=outbox_lease_seconds)
 
     claim = staticmethod(steps.claim)
     heartbeat = staticmethod(steps.heartbeat)

@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from services.engine.store.tables import ALERTS, DELIVERIES, RUNS
 from shared import outbox
 from shared.domain import alerts as alert_domain
 from shared.domain import workflows
+from shared.domain.notifications import NO_ID, Event
 from shared.domain.runs import RunPhase
 from shared.domain.templates import Templates
 from shared.queueing import DELIVER, NOTIFIER_QUEUE
@@ -85,32 +86,59 @@ class Finisher:
             "run finished",
             extra={"run_id": str(run_id), "phase": phase, "error": error, "alert": target},
         )
-        if not workflow.sinks:
-            return []
-        deliveries = [(uuid.uuid4(), name) for name in workflow.sinks]
-        session.execute(
-            sa.insert(DELIVERIES),
-            [
-                {
-                    "id": delivery_id,
-                    "run_id": run_id,
-                    "sink_name": name,
-                    "phase": "Pending",  # a Sink delivery's phase: the notifier's word
-                    "attempts": 0,
-                    "created_at": now,
-                }
-                for delivery_id, name in deliveries
-            ],
-        )
-        return outbox.add(
+        return notify(
             session,
-            # The run id rides along for Flower and the logs (the task loads by delivery).
-            [
-                (DELIVER, NOTIFIER_QUEUE, [str(delivery_id), str(run_id)])
-                for delivery_id, _ in deliveries
-            ],
-            self.outbox_lease_seconds,
+            run_id,
+            workflow.sinks,
+            event=Event.RUN_FINISHED,
+            event_id=NO_ID,
+            now=now,
+            outbox_lease_seconds=self.outbox_lease_seconds,
         )
+
+
+def notify(
+    session: Session,
+    run_id: uuid.UUID,
+    sinks: Sequence[str],
+    *,
+    event: Event,
+    event_id: str,
+    now: dt.datetime,
+    outbox_lease_seconds: float,
+) -> list[outbox.PendingTask]:
+    """One Pending delivery of ``event`` per Sink, and its ``notifier.deliver`` entry.
+
+    The notifier decides the rest (the Sink's condition, its type's answer).
+    """
+    if not sinks:
+        return []
+    deliveries = [(uuid.uuid4(), name) for name in sinks]
+    session.execute(
+        sa.insert(DELIVERIES),
+        [
+            {
+                "id": delivery_id,
+                "run_id": run_id,
+                "sink_name": name,
+                "event": event,
+                "event_id": event_id,
+                "phase": "Pending",  # a Sink delivery's phase: the notifier's word
+                "attempts": 0,
+                "created_at": now,
+            }
+            for delivery_id, name in deliveries
+        ],
+    )
+    return outbox.add(
+        session,
+        # The run id rides along for Flower and the logs (the task loads by delivery).
+        [
+            (DELIVER, NOTIFIER_QUEUE, [str(delivery_id), str(run_id)])
+            for delivery_id, _ in deliveries
+        ],
+        outbox_lease_seconds,
+    )
 
 
 def move_alert(

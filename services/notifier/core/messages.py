@@ -11,8 +11,14 @@ One document per delivery, built from the run row, its context and its alert::
              resolvedAt}; {} for a run without an alert (schedule Sources)
     source   {name, namespace, context}
     sink     {name, type}
-    approval the pending approval of a run that waits for one (``WaitingApproval``):
-             {id, what, why, expiresAt}; {} otherwise
+    event    what the delivery tells: "run_finished" or "approval_requested"
+             (``shared.domain.notifications``); Sink conditions can test it
+    approval the approval an ``approval_requested`` delivery asks for (or the
+             pending one of a run that waits): {id, status, what, why, rationale,
+             risk, request, expiresAt, decidedBy, decidedAt, comment, executed,
+             verified, outcome}; {} otherwise
+    approvals every approval of the run, oldest first, in the same form: what
+             became of each change (the remediation's outcome)
 
 Values from the alert are data: this module only copies them into the namespace,
 and the sandbox that reads them cannot execute anything.
@@ -22,10 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.domain.alerts import AlertStatus
+from shared.domain.notifications import Event
 from shared.domain.runs import RunPhase
 
 RESOLVED = AlertStatus.RESOLVED
@@ -46,8 +53,12 @@ class RunFacts:
     message: str | None = None
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
-    # The pending approval the run waits for: {id, what, why, expiresAt}.
+    # The approval the message is about (``approval_doc``): the one an
+    # ``approval_requested`` event names, or the pending one of a waiting run.
     approval: Mapping[str, Any] | None = None
+    # Every approval the run asked for, oldest first (what became of each change).
+    approvals: Sequence[Mapping[str, Any]] = ()
+    event: str = Event.RUN_FINISHED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,5 +140,55 @@ def namespace(
         "alert": alert_doc,
         "source": dict(context.get("source") or {}),
         "sink": {"name": sink_name, "type": sink_type},
-        "approval": dict(run.approval or {}) if run.phase == WAITING_APPROVAL else {},
+        "event": str(run.event),
+        "approval": (
+            dict(run.approval or {})
+            if run.event == Event.APPROVAL_REQUESTED or run.phase == WAITING_APPROVAL
+            else {}
+        ),
+        "approvals": [dict(item) for item in run.approvals],
+    }
+
+
+_RISKS = ("low", "medium", "high")
+
+
+def approval_risk(request: Mapping[str, Any], output: Mapping[str, Any]) -> str:
+    """The change's risk as the investigation rated it: the recommendation that names
+    the object the change touches (else the riskiest that needs approval)."""
+    rated = [
+        r
+        for r in output.get("recommendations") or []
+        if isinstance(r, Mapping) and r.get("risk") in _RISKS
+    ]
+    name = str(request.get("name") or "")
+    for recommendation in rated:
+        if name and name in str(recommendation.get("action") or ""):
+            return str(recommendation["risk"])
+    asking = [str(r["risk"]) for r in rated if r.get("requiresApproval", True)]
+    return max(asking, key=_RISKS.index) if asking else "not rated"
+
+
+def approval_doc(row: Mapping[str, Any], step_output: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``approvals`` row as messages show it: what, risk, rationale, the decision."""
+    request = dict(row.get("request") or {})
+    result = dict(row.get("result") or {})
+    verification = result.get("verification") or {}
+    return {
+        "id": str(row["id"]),
+        "status": row["status"],
+        "what": row["what"],
+        # Why the policy wants a human, and why the investigation wants the change.
+        "why": row["why"],
+        "rationale": str(request.get("reason") or ""),
+        "risk": approval_risk(request, step_output),
+        "request": request,
+        "expiresAt": _iso(row.get("expires_at")),
+        "decidedBy": row.get("decided_by"),
+        "decidedAt": _iso(row.get("decided_at")),
+        "comment": row.get("comment"),
+        # Once made: whether it was, and what the verification saw.
+        "executed": result.get("executed"),
+        "verified": result.get("verified"),
+        "outcome": str(verification.get("detail") or result.get("error") or ""),
     }

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.notifier.sinks import registries
+from shared.domain.notifications import Event
 from shared.errors import PermanentError
 
 CREATED_BY = "punching-fist"
@@ -54,6 +55,8 @@ def _text(value: Any) -> str:
 @registries.register()
 class AlertManagerSink(registries.Sink):
     type = "alertmanager"
+    # A silence or annotations sum up an investigation: a paused run has none yet.
+    events = frozenset({Event.RUN_FINISHED})
 
     def render(self, target: registries.Target, message: Mapping[str, Any]) -> dict[str, Any]:
         alert = message.get("alert") or {}
@@ -104,7 +107,8 @@ class AlertManagerSink(registries.Sink):
         if "silence" in actions:
             silence_id = self._silence(base, payload, ctx)
             reference["silenceId"] = silence_id
-            state["silence_id"] = silence_id
+            if ctx.state is None or ctx.state.silence_id != silence_id:
+                state["silence_id"] = silence_id  # a new one, for the alert's resolution
         if "annotate" in actions:
             alert = {k: v for k, v in payload["alert"].items() if v is not None}
             ctx.http.post(f"{base}/api/v2/alerts", json=[alert]).raise_for_status()

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import httpx
 
+from shared.domain.notifications import Event
 from shared.errors import PermanentError, SecretError, TemporaryError
 from shared.resources.sinks import SINK_SCHEMAS
 from shared.settings import NotifierSettings
@@ -105,10 +106,26 @@ class ResolveContext:
     settings: NotifierSettings
 
 
+@dataclasses.dataclass(frozen=True)
+class UpdateContext:
+    """What ``update`` may use: the message an earlier ``send`` left (its reference)."""
+
+    delivery_id: str
+    alert_id: str | None
+    target: Target
+    reference: Mapping[str, Any]
+    secret: Callable[[Mapping[str, str]], str]
+    http: httpx.Client
+    settings: NotifierSettings
+
+
 class Sink(abc.ABC):
     type: ClassVar[str]
     # A delivered message tells a person (it may make the alert escalated).
     tells_humans: ClassVar[bool] = False
+    # The events (``shared.domain.notifications.Event``) this type acts on; a
+    # delivery of another is Skipped, saying so.
+    events: ClassVar[frozenset[str]] = frozenset(Event)
 
     def threaded(self, target: Target) -> bool:
         """Whether the deliveries of one alert share a first (parent) message."""
@@ -138,6 +155,12 @@ class Sink(abc.ABC):
     def resolve(self, ctx: ResolveContext) -> Mapping[str, Any]:
         """Undo or update what this Sink left for a resolved alert; returns progress."""
         return {}
+
+    def update(self, payload: Any, ctx: UpdateContext) -> Mapping[str, Any] | None:
+        """Replace the message a delivery sent with ``payload`` (rendered again, e.g.
+        once its approval is decided); returns what to add to its reference, or None
+        when this type cannot edit what it sent (a webhook, a line on stdout)."""
+        return None
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -4,7 +4,10 @@ With ``threadUpdates`` (the default) the first message about an alert occurrence
 its thread's parent; its channel id and ``ts`` go to the alert's Sink state, and
 every later message about the alert (another run's result, an escalation) is a
 reply in that thread. When the alert resolves, the parent is edited
-(``chat.update``) to say so and a reply says when and how.
+(``chat.update``) to say so and a reply says when and how. A run that pauses for
+approval posts the proposed change with Approve / Reject buttons (in the thread, or
+as its parent); once decided, that message is edited (``chat.update``, by
+``notifier.approval_decided``) to say who decided and when, without the buttons.
 
 Exactly once. The store gives one delivery the claim on the parent, so two runs of
 one alert never both post one. Each message carries Slack message metadata naming
@@ -253,6 +256,31 @@ class SlackSink(registries.Sink):
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return
+
+    # -- update ------------------------------------------------------------------
+
+    def update(self, payload: Any, ctx: registries.UpdateContext) -> Mapping[str, Any] | None:
+        """``chat.update`` of the message a delivery posted (the approval request, once
+        decided: the buttons give way to who decided). Idempotent: a retry edits the
+        message to the same thing again."""
+        channel, ts = ctx.reference.get("channel"), ctx.reference.get("ts")
+        if not channel or not ts:
+            return None
+        client = self._client(ctx.target.config, ctx)
+        blocks = list(payload["blocks"])
+        if not ctx.reference.get("threadTs"):
+            # A thread's parent may carry the alert's "Resolved" line by now: keep it.
+            current = self._parent(client, str(channel), str(ts)) or {}
+            banner = [b for b in current.get("blocks") or [] if b.get("block_id") == "pf-resolved"]
+            blocks = [*banner, *blocks][: slack_blocks.MAX_BLOCKS]
+        client.chat_update(
+            channel=str(channel),
+            ts=str(ts),
+            blocks=blocks,
+            text=payload["text"],
+            metadata=_metadata("run", ctx.delivery_id, ctx.alert_id),
+        )
+        return {"updated": True}
 
     # -- failures ----------------------------------------------------------------
 

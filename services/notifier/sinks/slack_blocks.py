@@ -29,9 +29,12 @@ SECTION_LIMIT = 3000
 DEFAULT_TEMPLATE = """\
 {%- set a = alert -%}
 {%- set title = a.name if a and a.name else run.workflow -%}
+{%- set asking = approval.id is defined -%}
+{%- set decided = approval.status | default("pending") -%}
 {%- set state = "Resolved" if a and a.status == "resolved"
-      else ("Investigation failed" if run.phase == "Failed"
-      else ("Waiting for approval" if approval.id is defined else "Investigated")) -%}
+      else ("Approval " ~ decided if asking and decided not in (none, "pending")
+      else ("Waiting for approval" if asking
+      else ("Investigation failed" if run.phase == "Failed" else "Investigated"))) -%}
 {%- set icon = ":white_check_mark:" if a and a.status == "resolved"
       else (":x:" if run.phase == "Failed" else ":rotating_light:") -%}
 {%- set labels = a.labels | default({}) if a else {} -%}
@@ -59,10 +62,17 @@ DEFAULT_TEMPLATE = """\
   {"type": "section", "text": {"type": "mrkdwn",
     "text": {{ ("*" ~ label ~ "*\\n" ~ (outputs[key] | string)) | truncate(2900) | tojson }}}}
   {%- endfor %}
-  {%- if approval.id is defined %},
-  {"type": "section", "text": {"type": "mrkdwn",
-    "text": {{ ("*Approval needed*\\n" ~ (approval.what | default("")) ~ "\\n_"
-               ~ (approval.why | default("")) ~ "_") | truncate(2900) | tojson }}}}
+  {%- if asking %},
+  {"type": "section", "block_id": "pf-approval-request", "text": {"type": "mrkdwn",
+    "text": {{ ("*Proposed change:* `" ~ (approval.what | default("")) ~ "`\\n*Risk:* "
+               ~ (approval.risk | default("not rated"))
+               ~ ("\\n*Rationale:* " ~ approval.rationale
+                  if approval.rationale | default("") else "")
+               ~ "\\n_" ~ (approval.why | default("")) ~ "_") | truncate(2900) | tojson }}}}
+  {%- endif %}
+  {%- if event == "run_finished" and remediation %},
+  {"type": "section", "block_id": "pf-remediation", "text": {"type": "mrkdwn",
+    "text": {{ ("*Remediation*\\n" ~ remediation) | truncate(2900) | tojson }}}}
   {%- endif %}
   {%- if run.error %},
   {"type": "section", "text": {"type": "mrkdwn",
@@ -140,18 +150,91 @@ def render(
         "runbook": safe_link(annotations.get("runbook_url")),
         "run": safe_link(message["run"].get("url")),
     }
+    namespace.setdefault("event", "run_finished")
+    namespace["remediation"] = remediation_text(message.get("approvals") or [])
     text = rendering.render(template or DEFAULT_TEMPLATE, namespace, where=where)
     blocks = blocks_from(text, where)
     approval = message.get("approval") or {}
     if approval.get("id"):
-        # Whatever the template: a run waiting for approval gets the buttons, whose
-        # value is the approval id that /slack/interactions decides.
+        # Whatever the template: a pending approval gets the buttons, whose value is
+        # the approval id that /slack/interactions decides; a decided one says who
+        # decided and when instead (the buttons are gone once the message is edited).
         if len(blocks) >= MAX_BLOCKS:
             blocks = blocks[: MAX_BLOCKS - 1]
-        blocks.append(
-            interactions.buttons(str(approval["id"]), str(escape(approval.get("what") or "")))
-        )
+        if approval.get("status", "pending") == "pending":
+            blocks.append(
+                interactions.buttons(str(approval["id"]), str(escape(approval.get("what") or "")))
+            )
+        else:
+            blocks.append(decision_block(approval))
     return {"blocks": blocks, "text": fallback_text(message)}
+
+
+_DECIDED = {
+    "approved": (":white_check_mark:", "Approved"),
+    "executing": (":white_check_mark:", "Approved"),
+    "executed": (":white_check_mark:", "Approved"),
+    "failed": (":white_check_mark:", "Approved"),
+    "denied": (":no_entry:", "Rejected"),
+    "expired": (":hourglass:", "Expired"),
+}
+
+
+def who(by: Any) -> str:
+    """A decider as Slack shows them: ``slack:U123 (ana)`` becomes a mention of U123."""
+    text = str(by or "someone")
+    if text.startswith("slack:"):
+        user = text.removeprefix("slack:").split(" ", 1)[0]
+        if user.isalnum() and user.isupper():
+            return f"<@{user}>"
+    return str(escape(text))
+
+
+def decision_block(approval: Mapping[str, Any]) -> dict[str, Any]:
+    """The line that replaces the buttons: who approved or rejected, and when."""
+    status = str(approval.get("status") or "")
+    icon, verb = _DECIDED.get(status, (":grey_question:", status.capitalize()))
+    at = approval.get("decidedAt") or ""
+    if status == "expired":
+        text = f"{icon} *Expired* at {at}: nobody decided in time; the change was not made"
+    else:
+        text = f"{icon} *{verb}* by {who(approval.get('decidedBy'))} at {at}"
+        if approval.get("comment"):
+            text += f": {escape(str(approval['comment']))}"
+    return {
+        "type": "context",
+        "block_id": "pf-approval-decided",
+        "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}],
+    }
+
+
+def remediation_text(approvals: list[Mapping[str, Any]]) -> str:
+    """One line per decided change of the run: what, what became of it, and who said."""
+    lines = []
+    for approval in approvals:
+        status = str(approval.get("status") or "")
+        if status == "pending":
+            continue
+        what = escape(str(approval.get("what") or ""))
+        if status == "executed":
+            health = "verified healthy" if approval.get("verified") else "not verified healthy"
+            outcome = f"made and {health}"
+        elif status == "failed":
+            outcome = "approved but not made"
+        elif status == "denied":
+            outcome = "not made: rejected"
+        elif status == "expired":
+            outcome = "not made: nobody decided in time"
+        else:
+            outcome = status
+        by = approval.get("decidedBy")
+        line = f"• `{what}`: {outcome}"
+        if by and status != "expired":
+            line += f" (decided by {who(by)})"
+        if approval.get("outcome"):
+            line += f"\n  {escape(str(approval['outcome']))}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def resolved_blocks(

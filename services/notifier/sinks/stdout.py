@@ -57,6 +57,14 @@ def text_report(message: Mapping[str, Any]) -> str:
         lines.append(
             _line("steps", ", ".join(f"{name} {s.get('phase')}" for name, s in steps.items()))
         )
+    approval = message.get("approval") or {}
+    if approval:
+        lines.append(
+            _line(
+                f"approval {approval.get('status', 'pending')}",
+                f"{approval.get('what')} (risk {approval.get('risk')}): {approval.get('why')}",
+            )
+        )
     if run.get("error"):
         lines.append(_line("error", run["error"]))
     if run.get("message"):
@@ -73,6 +81,8 @@ def json_report(message: Mapping[str, Any]) -> str:
         "outputs": message.get("outputs") or {},
         "steps": steps,
         "sink": message["sink"]["name"],
+        "event": message.get("event") or "run_finished",
+        "approval": message.get("approval") or None,
     }
     return json.dumps(document, default=str, separators=(",", ":")) + "\n"
 

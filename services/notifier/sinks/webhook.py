@@ -1,6 +1,7 @@
 """The ``webhook`` Sink: POST the run's result as JSON to any HTTP endpoint.
 
-Body: ``{"alert", "run", "outputs", "steps", "delivery": {"id", "sink"}}``. Headers:
+Body: ``{"alert", "run", "outputs", "steps", "event", "approval", "delivery": {"id",
+"sink"}}`` (``event``: ``run_finished`` or ``approval_requested``). Headers:
 the Sink's ``headers``, ``Authorization: Bearer <secretRef>`` when one is set, and
 ``Idempotency-Key: <delivery id>``: a delivery is sent again only when an attempt's
 answer was lost (crash, timeout), and the key lets the receiver drop the repeat.
@@ -31,6 +32,8 @@ class WebhookSink(registries.Sink):
             "run": message["run"],
             "outputs": message.get("outputs") or {},
             "steps": message.get("steps") or {},
+            "event": message.get("event") or "run_finished",
+            "approval": message.get("approval") or None,
         }
 
     def send(self, payload: Any, ctx: registries.SendContext) -> registries.Sent:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
-from shared.db.models import Alert, AlertSinkState, SinkDelivery, WorkflowRun, utcnow
+from shared.db.models import Alert, AlertSinkState, Approval, SinkDelivery, WorkflowRun, utcnow
 from shared.settings import DatabaseSettings
 
 REPO = Path(__file__).parents[3]
@@ -172,6 +172,51 @@ class Harness:
                     )
                 )
         return run_id, delivery_ids
+
+    def add_approval(self, run_id: uuid.UUID, what: str = "delete-pod pod prod/web-1") -> uuid.UUID:
+        """A pending approval of ``run_id``, as the engine writes it when a step pauses."""
+        approval_id, now = uuid.uuid4(), utcnow()
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.insert(Approval.__table__).values(
+                    id=approval_id,
+                    run_id=run_id,
+                    step_index=0,
+                    step_name="look",
+                    status="pending",
+                    request={
+                        "action": "delete-pod",
+                        "kind": "pod",
+                        "name": "web-1",
+                        "namespace": "prod",
+                        "reason": "it is stuck",
+                    },
+                    what=what,
+                    requested_by="agent",
+                    why="the policy wants a human for delete-pod",
+                    created_at=now,
+                    expires_at=now + dt.timedelta(minutes=30),
+                )
+            )
+        return approval_id
+
+    def add_delivery(self, run_id: uuid.UUID, sink: str, event: str, event_id: str) -> uuid.UUID:
+        """A Pending delivery of ``event``, as the engine writes one when a run pauses."""
+        delivery_id = uuid.uuid4()
+        with self.sessions.begin() as session:
+            session.execute(
+                sa.insert(SinkDelivery.__table__).values(
+                    id=delivery_id,
+                    run_id=run_id,
+                    sink_name=sink,
+                    event=event,
+                    event_id=event_id,
+                    phase="Pending",
+                    attempts=0,
+                    created_at=utcnow(),
+                )
+            )
+        return delivery_id
 
     def resolve(self, alert_id: uuid.UUID, *, auto: bool = False) -> None:
         with self.sessions.begin() as session:

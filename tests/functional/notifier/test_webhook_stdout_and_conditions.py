@@ -207,6 +207,45 @@ def test_a_condition_that_cannot_be_evaluated_fails_the_delivery(
     assert "Sink default/console condition" in delivery.error
 
 
+def test_an_approval_request_reaches_the_sinks_that_admit_it(
+    harness: Harness, runtime: Runtime, receiver: Receiver
+) -> None:
+    harness.put_secret("hook", "token", "t")
+    harness.put_sink("hook", webhook(receiver.url))
+    harness.put_sink("results", {"type": "stdout", "condition": 'event == "run_finished"'})
+    harness.put_sink(
+        "am",
+        {"type": "alertmanager", "config": {"url": "http://127.0.0.1:9/", "actions": ["silence"]}},
+    )
+    run_id, _ = harness.add_finished_run([], harness.add_alert(), phase="WaitingApproval")
+    approval_id = harness.add_approval(run_id)
+    ids = {
+        name: harness.add_delivery(run_id, name, "approval_requested", str(approval_id))
+        for name in ("hook", "results", "am")
+    }
+    for delivery_id in ids.values():
+        tasks.deliver_once(runtime, str(delivery_id))
+    skipped = harness.delivery(ids["results"])
+    assert (skipped.phase, skipped.error) == (
+        "Skipped",
+        "condition 'event == \"run_finished\"' is false",
+    )
+    am = harness.delivery(ids["am"])
+    assert (am.phase, am.error) == (
+        "Skipped",
+        "alertmanager Sinks do not act on approval_requested events",
+    )
+    assert harness.delivery(ids["hook"]).phase == "Delivered"
+    [(_, body)] = receiver.requests
+    assert body["event"] == "approval_requested"
+    assert body["approval"]["id"] == str(approval_id)
+    assert (body["approval"]["status"], body["approval"]["what"]) == (
+        "pending",
+        "delete-pod pod prod/web-1",
+    )
+    assert body["approval"]["rationale"] == "it is stuck"
+
+
 def test_a_missing_sink_fails_the_delivery(harness: Harness, runtime: Runtime) -> None:
     _, ids = harness.add_finished_run(["nowhere"], harness.add_alert())
     tasks.deliver_once(runtime, str(ids["nowhere"]))

@@ -146,7 +146,7 @@ APPROVAL = {
 
 
 @pytest.mark.parametrize("template", [None, "plain *text* template"])
-def test_a_run_waiting_for_approval_gets_approve_and_deny_buttons(template: str | None) -> None:
+def test_a_run_waiting_for_approval_gets_approve_and_reject_buttons(template: str | None) -> None:
     rendered = slack_blocks.render(
         template, message(phase="WaitingApproval", approval=APPROVAL), [], "Sink slack"
     )
@@ -163,7 +163,8 @@ def test_a_run_waiting_for_approval_gets_approve_and_deny_buttons(template: str 
     if template is None:
         shown = texts({"blocks": rendered["blocks"][:-1]})
         assert "Waiting for approval" in shown
-        assert "*Approval needed*\ndelete pod shop/api-7 &lt;!channel&gt;" in shown
+        assert "*Proposed change:* `delete pod shop/api-7 &lt;!channel&gt;`" in shown
+        assert "*Risk:* not rated" in shown
     # What the button sends back is what ingest reads as the decision.
     payload = {
         "type": "block_actions",
@@ -184,3 +185,39 @@ def test_no_buttons_once_the_run_no_longer_waits() -> None:
     )
     assert all(block["type"] != "actions" for block in rendered["blocks"])
     assert "Approval needed" not in texts(rendered)
+
+
+def test_a_decided_approval_shows_who_decided_and_when_instead_of_the_buttons() -> None:
+    decided = {
+        **APPROVAL,
+        "status": "denied",
+        "risk": "high",
+        "rationale": "the pod <!here> never starts",
+        "decidedBy": "slack:U0ALICE (alice)",
+        "decidedAt": "2026-11-29T08:40:00+00:00",
+        "comment": "decided in Slack",
+    }
+    msg = message(phase="Running", approval=decided, event="approval_requested")
+    rendered = slack_blocks.render(None, msg, [], "Sink slack")
+    assert all(block["type"] != "actions" for block in rendered["blocks"])
+    shown = texts(rendered)
+    assert "Approval denied" in shown
+    assert "*Risk:* high" in shown
+    assert "*Rationale:* the pod &lt;!here&gt; never starts" in shown
+    assert ":no_entry: *Rejected* by <@U0ALICE> at 2026-11-29T08:40:00+00:00" in shown
+
+
+def test_a_finished_run_says_what_became_of_its_changes() -> None:
+    made = {
+        **APPROVAL,
+        "status": "executed",
+        "decidedBy": "ana",
+        "verified": True,
+        "outcome": "2/2 ready, 2 available, 2 updated",
+    }
+    msg = message(event="run_finished", approvals=[made])
+    shown = texts(slack_blocks.render(None, msg, [], "Sink slack"))
+    assert "*Remediation*" in shown
+    assert "`delete pod shop/api-7 &lt;!channel&gt;`: made and verified healthy" in shown
+    assert "(decided by ana)" in shown
+    assert "2/2 ready" in shown
