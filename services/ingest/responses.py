@@ -164,6 +164,32 @@ class StepView(ma.Schema):
     durationSeconds = ma.fields.Float(required=True, allow_none=True)
 
 
+class ApprovalView(ma.Schema):
+    id = _uuid()
+    runId = _uuid()
+    step = _text()
+    status = _text(
+        metadata={
+            "description": "pending, approved, denied, expired, executing, executed, failed, "
+            "or unknown (its worker was lost mid-change: never tried again)."
+        }
+    )
+    action = _maybe_text()
+    risk = _maybe_text(metadata={"description": "low, medium or high, as the policy rates it."})
+    what = _text()
+    reason = _maybe_text(metadata={"description": "Why the agent asked for the change."})
+    request = _object(nullable=False)
+    requestedBy = _text()
+    why = _text()
+    createdAt = _time()
+    expiresAt = _time()
+    decidedAt = _time(nullable=True)
+    decidedBy = _maybe_text()
+    comment = _maybe_text()
+    completedAt = _time(nullable=True)
+    result = _object()
+
+
 class RunView(ma.Schema):
     id = _uuid()
     workflow = ma.fields.Nested(WorkflowRef, required=True)
@@ -182,11 +208,14 @@ class RunView(ma.Schema):
     completedAt = _time(nullable=True)
     durationSeconds = ma.fields.Float(required=True, allow_none=True)
     steps = ma.fields.List(ma.fields.Nested(StepView), required=True)
+    approvals = ma.fields.List(ma.fields.Nested(ApprovalView), required=True)
 
 
 class DeliveryView(ma.Schema):
     id = _uuid()
     sink = _text()
+    event = _text(metadata={"description": "run_finished, or approval_requested."})
+    eventId = _maybe_text(metadata={"description": "The approval's id for approval_requested."})
     type = _maybe_text(metadata={"description": "The Sink's type now; null when it is gone."})
     phase = _text()
     attempts = ma.fields.Integer(required=True)
@@ -204,23 +233,6 @@ class RunDetail(RunView):
 class AlertDetail(AlertView):
     sourceEvents = ma.fields.List(ma.fields.Nested(SourceEventView), required=True)
     workflowRuns = ma.fields.List(ma.fields.Nested(RunView), required=True)
-
-
-class ApprovalView(ma.Schema):
-    id = _uuid()
-    runId = _uuid()
-    step = _text()
-    status = _text()
-    what = _text()
-    request = _object(nullable=False)
-    requestedBy = _text()
-    why = _text()
-    createdAt = _time()
-    expiresAt = _time()
-    decidedAt = _time(nullable=True)
-    decidedBy = _maybe_text()
-    comment = _maybe_text()
-    result = _object()
 
 
 class ApprovalList(ma.Schema):

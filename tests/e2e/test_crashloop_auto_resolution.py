@@ -231,11 +231,6 @@ def test_an_approval_through_the_api_fixes_verifies_and_resolves(pipeline_for: A
     controller.join(5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs branch notify3: a Slack message with Approve/Deny buttons when the run "
-    "pauses for approval, and a reply per step in the alert's thread",
-)
 def test_an_approval_through_a_signed_slack_click_fixes_verifies_and_resolves(
     pipeline_for: Any,
 ) -> None:
