@@ -144,6 +144,8 @@ class Pipeline:
         controller: str = "folder",
         route: Mapping[str, Any] = DEFAULT_ROUTE,
         env: Mapping[str, str] | None = None,
+        postgres_admin_url: str = POSTGRES_ADMIN_URL,
+        database_prefix: str = "e2e_",
     ) -> None:
         assert controller in ("folder", "kubernetes"), controller
         self.scenario = scenario
@@ -153,9 +155,11 @@ class Pipeline:
         self.controller_mode = controller
         self.route = dict(route)
         self.extra_env = dict(env or {})
+        # The server the database is made on (a fault test brings its own cluster).
+        self.postgres_admin_url = postgres_admin_url
         self.processes: dict[str, Process] = {}
         self._stack = contextlib.ExitStack()
-        self._database_name = f"e2e_{uuid.uuid4().hex[:12]}"
+        self._database_name = f"{database_prefix}{uuid.uuid4().hex[:12]}"
         self.database_url = ""
         self._db: sa.Engine | None = None
         self.redis_port = free_port()
@@ -305,14 +309,14 @@ class Pipeline:
         (self.workdir / "slack-signing-secret").write_text(SLACK_SIGNING_SECRET + "\n")
 
     def _create_database(self) -> None:
-        admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN_URL)).execution_options(
+        admin = make_engine(DatabaseSettings(url=self.postgres_admin_url)).execution_options(
             isolation_level="AUTOCOMMIT"
         )
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{self._database_name}"')
         admin.dispose()
         self.database_url = (
-            sa.make_url(POSTGRES_ADMIN_URL)
+            sa.make_url(self.postgres_admin_url)
             .set(database=self._database_name)
             .render_as_string(hide_password=False)
         )
@@ -325,7 +329,7 @@ class Pipeline:
             self._db = None
         if not self.database_url:
             return
-        admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN_URL)).execution_options(
+        admin = make_engine(DatabaseSettings(url=self.postgres_admin_url)).execution_options(
             isolation_level="AUTOCOMMIT"
         )
         with admin.connect() as conn:
