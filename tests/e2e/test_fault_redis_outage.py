@@ -56,7 +56,9 @@ def test_alerts_accepted_while_redis_is_down_all_run_once_after_it_is_back(
 ) -> None:
     steps = tmp_path / "steps"
     steps.mkdir()
-    pipeline: Pipeline = pipeline_for("fault-outbox", env={"TMPDIR": str(steps)})
+    pipeline: Pipeline = pipeline_for(
+        "fault-outbox", env={"TMPDIR": str(steps)}, database_prefix="ft_"
+    )
 
     pipeline.stop_redis()
     answers = _post_all(pipeline)
