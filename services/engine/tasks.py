@@ -24,10 +24,12 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from celery import Celery, Task
 
 from services.engine import approvals
@@ -38,12 +40,20 @@ from services.engine.steps import registries
 from services.engine.store import Loaded
 from shared import approvals as approvals_shared
 from shared import logs, units
+from shared.db import engines
 from shared.db.models import utcnow
 from shared.domain.alerts import AlertStatus
 from shared.domain.runs import RunPhase, StepPhase
 from shared.queueing import RESUME_STEP, RUN_STEP, START_WORKFLOW, START_WORKFLOWS
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Seconds a finished step's result is kept, and its write tried again, while the
+# database cannot be reached (a restart or failover takes seconds to a minute);
+# between tries at most RECORD_RETRY_MAX_DELAY seconds.
+RECORD_RETRY_SECONDS = 600.0
+RECORD_RETRY_MAX_DELAY = 2.0
 
 
 class EngineTask(Task):  # type: ignore[misc]
@@ -154,23 +164,65 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
         assert executor is not None
         with _heartbeat(runtime, loaded.state.id, me, attempt):
             outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
-        if outcome.ok and outcome.output.get("pendingApproval"):
+        done = outcome
+        if done.ok and done.output.get("pendingApproval"):
             # A change waits for a human: the run pauses here and this chain ends;
             # ``resume_step`` carries the run on once the approval is decided.
-            with runtime.units.begin() as unit:
-                approvals.pause(
-                    unit.session,
-                    loaded,
-                    attempt=attempt,
-                    worker=me,
-                    output=outcome.output,
-                    now=utcnow(),
-                )
+            def pause() -> None:
+                with runtime.units.begin() as unit:
+                    approvals.pause(
+                        unit.session,
+                        loaded,
+                        attempt=attempt,
+                        worker=me,
+                        output=done.output,
+                        now=utcnow(),
+                    )
+
+            _when_reachable(pause)
             task.stop_chain()
             return
-        with runtime.units.begin() as unit:
-            result = _record(runtime, unit, loaded, attempt=attempt, me=me, outcome=outcome)
+
+        def record() -> _Result:
+            with runtime.units.begin() as unit:
+                return _record(runtime, unit, loaded, attempt=attempt, me=me, outcome=done)
+
+        result = _when_reachable(record)
     _after_commit(task, result)
+
+
+def _when_reachable(write: Callable[[], _T]) -> _T:
+    """``write()``, again and again while the database cannot be reached.
+
+    Used for the result of a step that has done its work: failing the task would
+    lose the result, and the recovery pass would run the step a second time (a
+    restart, a page, a model's tokens). The step keeps its claim meanwhile (the
+    record is a compare-and-set on worker and attempt), and the recovery pass gives
+    claims a lease's grace after an outage (``app.Housekeeping``) so that the owner
+    gets to write first. Past ``RECORD_RETRY_SECONDS`` the error is raised and the
+    step is re-driven as for a lost worker.
+    """
+    give_up = time.monotonic() + RECORD_RETRY_SECONDS
+    delay = 0.1
+    tries = 0
+    while True:
+        try:
+            written = write()
+        except sa.exc.SQLAlchemyError as exc:
+            if not engines.unreachable(exc) or time.monotonic() + delay > give_up:
+                raise
+            if tries == 0:
+                log.warning(
+                    "database unreachable; the step's result is kept until it can be written",
+                    extra={"error": str(getattr(exc, "orig", None) or exc)[:500]},
+                )
+            tries += 1
+            time.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_DELAY)
+            continue
+        if tries:
+            log.info("step result written after the database came back", extra={"tries": tries})
+        return written
 
 
 def resume_step(task: EngineTask, approval_id: str) -> None:

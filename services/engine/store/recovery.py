@@ -23,12 +23,18 @@ from shared.domain.runs import RunPhase, StepPhase
 
 
 def release_abandoned(
-    session: Session, now: dt.datetime, is_dead: Callable[[str | None], bool]
+    session: Session,
+    now: dt.datetime,
+    is_dead: Callable[[str | None], bool],
+    *,
+    trust_leases: bool = True,
 ) -> list[tuple[uuid.UUID, int]]:
     """Steps Running past their lease or with a dead owner, put back to Pending.
 
     Returns (run_id, index) to re-drive. The compare-and-set on the worker and
     attempt keeps two recovering workers from both re-driving one step.
+    ``trust_leases=False`` (just after a database outage, when no owner could
+    renew its lease) releases only steps whose owner is known to be dead.
     """
     rows = session.execute(
         sa.select(
@@ -44,7 +50,7 @@ def release_abandoned(
     ).all()
     released = []
     for row in rows:
-        expired = row.lease_until is None or row.lease_until <= now
+        expired = row.lease_until is None or (trust_leases and row.lease_until <= now)
         if not (expired or is_dead(row.worker)):
             continue
         result = session.execute(
