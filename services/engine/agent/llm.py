@@ -208,7 +208,9 @@ def call(
             raise ModelUnavailableError("the step's time ran out before the model answered")
         started = time.monotonic()
         try:
-            answer = model.invoke(list(messages))
+            # One request may not outlast the step either: the configured timeout or
+            # the time left, whichever is less (a late first turn left less).
+            answer = model.invoke(list(messages), timeout=min(config.request_timeout, left))
         except Exception as exc:  # every provider error is classified here, once
             retryable, reason = _classify(exc)
             seconds = round(time.monotonic() - started, 3)
