@@ -32,8 +32,9 @@ RUN echo "$(cat /kubectl.sha256)  /kubectl" | sha256sum --check --strict \
 # --- runtime
 FROM ${PYTHON_IMAGE}
 # A fixed numeric uid/gid so that runAsNonRoot can check it and volumes can be chowned.
-# Its home is the one writable directory: PF_VAR_DIR (ingest's metrics folder, SQLite
-# when no database is configured) and gunicorn's control socket ($HOME/.gunicorn).
+# Its home is the one writable directory: PF_VAR_DIR (the metrics folders of ingest
+# and of the workers' pool processes, SQLite when no database is configured) and
+# gunicorn's control socket ($HOME/.gunicorn).
 RUN groupadd --system --gid 10001 punchingfist \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /var/lib/punchingfist --shell /usr/sbin/nologin punchingfist \
@@ -49,6 +50,8 @@ ENV PATH=/opt/punchingfist/bin:$PATH \
 # default `secrets`) must not point into a root-owned folder.
 WORKDIR /var/lib/punchingfist
 USER 10001:10001
-EXPOSE 8080
+# 8080: ingest (and its /metrics); 9100: /metrics of the workers and the controller
+# when PF_*_METRICS_BIND is set (the manifests set 0.0.0.0:9100).
+EXPOSE 8080 9100
 ENTRYPOINT ["punchingfist"]
 CMD ["ingest", "--bind", "0.0.0.0:8080"]

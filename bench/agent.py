@@ -29,15 +29,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+# The repository (for ``tests.support``) and the eval harness, as pytest sees them.
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "evals"))
 
 import harness  # noqa: E402
-from support.openai_double import ScriptedModel, call  # noqa: E402
 
 from services.engine.agent import investigations, llm  # noqa: E402
 from services.engine.tools import registries  # noqa: E402
 from services.engine.tools.registries import ToolContext  # noqa: E402
+from tests.support.openai_double import ScriptedModel, call  # noqa: E402
 
 POD = {"kind": "pod", "name": "web-7d9f-abcde", "namespace": "shop"}
 CALLS: list[tuple[str, str, dict[str, Any]]] = [
@@ -93,10 +94,10 @@ class _Timed:
     def bind_tools(self, tools: Any) -> _Timed:
         return _Timed(self.model.bind_tools(tools), self.spent)
 
-    def invoke(self, messages: Any) -> Any:
+    def invoke(self, messages: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self.model.invoke(messages)
+            return self.model.invoke(messages, **kwargs)
         finally:
             self.spent.append(time.perf_counter() - started)
 

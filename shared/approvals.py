@@ -46,6 +46,9 @@ class Status(enum.StrEnum):
     EXECUTING = "executing"
     EXECUTED = "executed"
     FAILED = "failed"
+    # The worker making the change was lost: it may have been made, half made or not
+    # at all. Never retried by itself (recovery fails the step); a person checks.
+    UNKNOWN = "unknown"
 
 
 class Decision(enum.StrEnum):
@@ -72,15 +75,24 @@ class Decided:
 
 
 def view(row: Any) -> dict[str, Any]:
-    """An approval as the API shows it."""
+    """An approval as the API shows it (the approvals list and each run's detail).
+
+    ``reason`` is why the agent asked for the change, ``why`` why the policy wants a
+    human, ``comment`` what the person who decided said; ``result`` what happened
+    once decided (the change and its verification, or why it was not made).
+    """
     values = row._mapping
+    request = values["request"] or {}
     return {
         "id": str(values["id"]),
         "runId": str(values["run_id"]),
         "step": values["step_name"],
         "status": values["status"],
+        "action": request.get("action"),
+        "risk": request.get("risk"),
         "what": values["what"],
-        "request": values["request"],
+        "reason": request.get("reason") or None,
+        "request": request,
         "requestedBy": values["requested_by"],
         "why": values["why"],
         "createdAt": _iso(values["created_at"]),
@@ -88,8 +100,23 @@ def view(row: Any) -> dict[str, Any]:
         "decidedAt": _iso(values["decided_at"]),
         "decidedBy": values["decided_by"],
         "comment": values["comment"],
+        "completedAt": _iso(values["completed_at"]),
         "result": values["result"],
     }
+
+
+def of_runs(session: Session, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every approval of each run (any status), oldest first, as :func:`view` shows them."""
+    by_run: dict[uuid.UUID, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
+    if run_ids:
+        rows = session.execute(
+            sa.select(_APPROVALS)
+            .where(_APPROVALS.c.run_id.in_(run_ids))
+            .order_by(_APPROVALS.c.run_id, _APPROVALS.c.created_at, _APPROVALS.c.id)
+        ).all()
+        for row in rows:
+            by_run[row.run_id].append(view(row))
+    return by_run
 
 
 def _iso(value: dt.datetime | None) -> str | None:

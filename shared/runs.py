@@ -1,4 +1,5 @@
-"""Workflow runs as the read API shows them (``/api/v1/runs/<id>``, alert details).
+"""Workflow runs as the read API shows them (``/api/v1/runs/<id>``, alert details):
+each with its steps and its approvals (``shared.approvals.view``).
 
 Owned by the engine, which defines what a run and its steps mean; served by the
 ingest API, which calls these functions. Plain dicts of JSON types come out, so the
@@ -15,6 +16,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from shared import approvals
 from shared.db.models import Resource, SinkDelivery, StepRun, WorkflowRun
 
 _RUNS = cast(sa.Table, WorkflowRun.__table__)
@@ -68,7 +70,7 @@ def _step(row: Any) -> dict[str, Any]:
     }
 
 
-def _run(row: Any, steps: Iterable[Any]) -> dict[str, Any]:
+def _run(row: Any, steps: Iterable[Any], approvals_of_run: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "workflow": {"name": row.workflow_name, "namespace": row.namespace},
@@ -87,6 +89,8 @@ def _run(row: Any, steps: Iterable[Any]) -> dict[str, Any]:
         "completedAt": iso(row.completed_at),
         "durationSeconds": _seconds(row.started_at, row.completed_at),
         "steps": [_step(step) for step in steps],
+        # Changes its agent steps asked a human for, whatever became of them.
+        "approvals": approvals_of_run,
     }
 
 
@@ -112,7 +116,7 @@ def run_detail(session: Session, run_id: uuid.UUID | str) -> dict[str, Any] | No
     row = session.execute(sa.select(*_RUN_COLUMNS).where(_RUNS.c.id == key)).first()
     if row is None:
         return None
-    detail = _run(row, _steps_of(session, [key])[key])
+    detail = _run(row, _steps_of(session, [key])[key], approvals.of_runs(session, [key])[key])
     detail["deliveries"] = _deliveries(session, key, row.namespace)
     return detail
 
@@ -163,5 +167,6 @@ def runs_for_alert(session: Session, alert_id: uuid.UUID | str) -> list[dict[str
         .where(_RUNS.c.alert_id == key)
         .order_by(_RUNS.c.created_at.desc(), _RUNS.c.id)
     ).all()
-    steps = _steps_of(session, [row.id for row in rows])
-    return [_run(row, steps[row.id]) for row in rows]
+    ids = [row.id for row in rows]
+    steps, asked = _steps_of(session, ids), approvals.of_runs(session, ids)
+    return [_run(row, steps[row.id], asked[row.id]) for row in rows]

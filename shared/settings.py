@@ -137,6 +137,11 @@ class EngineSettings:
     # services/engine/agent/templates/); a file named like a built-in replaces it.
     # Unset: the built-in templates only.
     agent_templates_dir: Path | None = None
+    # HOST:PORT where the engine worker serves Prometheus metrics (/metrics): task
+    # counts and durations of every pool process, queue depth, runs, agent tool and
+    # model calls. Empty turns it off (the default: `make run` starts several workers
+    # on one machine); the image's manifests set 0.0.0.0:9100.
+    metrics_bind: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +184,9 @@ class NotifierSettings:
     # Base URL of the ingest API as people reach it, for links to a run in messages
     # and silence comments; empty means http://<PF_INGEST_BIND>.
     public_url: str = ""
+    # HOST:PORT where the notifier worker serves Prometheus metrics (/metrics): task
+    # counts and durations, queue depth, deliveries by Sink type. Empty: off.
+    metrics_bind: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +216,9 @@ class ControllerSettings:
     # Seconds the API server keeps one watch request open before kopf re-opens it
     # from the last resourceVersion; below typical load-balancer idle timeouts.
     watch_timeout: float = 300.0
+    # HOST:PORT where the controller serves Prometheus metrics (/metrics):
+    # reconciliations and errors by kind, in both modes. Empty: off.
+    metrics_bind: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,7 +404,23 @@ def _controller_from_env(env: Mapping[str, str]) -> ControllerSettings:
         ),
         post_events=_read(env, "PF_CONTROLLER_POST_EVENTS", _boolean, d.post_events),
         watch_timeout=_read(env, "PF_CONTROLLER_WATCH_TIMEOUT", _positive(float), d.watch_timeout),
+        metrics_bind=_read(env, "PF_CONTROLLER_METRICS_BIND", _host_port, d.metrics_bind),
     )
+
+
+def _host_port(raw: str) -> str:
+    """``HOST:PORT`` (``[::]:9100`` for IPv6); checked here so that a typo stops start-up."""
+    value = raw.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, such as 0.0.0.0:9100")
+    return value
+
+
+def split_host_port(bind: str) -> tuple[str, int]:
+    """``"0.0.0.0:9100"`` -> ("0.0.0.0", 9100); ``"[::]:9100"`` -> ("::", 9100)."""
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _base_url(raw: str) -> str:
@@ -432,6 +459,7 @@ def _notifier_from_env(env: Mapping[str, str]) -> NotifierSettings:
         ),
         breaker_redis_url=_read(env, "PF_NOTIFIER_BREAKER_REDIS_URL", str, d.breaker_redis_url),
         public_url=_read(env, "PF_PUBLIC_URL", _base_url, d.public_url),
+        metrics_bind=_read(env, "PF_NOTIFIER_METRICS_BIND", _host_port, d.metrics_bind),
     )
 
 
@@ -472,6 +500,7 @@ def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
             env, "PF_ENGINE_JOB_RUN_AS_USER", _non_negative(int), d.job_run_as_user
         ),
         agent_templates_dir=_read(env, "PF_AGENT_TEMPLATES_DIR", Path, d.agent_templates_dir),
+        metrics_bind=_read(env, "PF_ENGINE_METRICS_BIND", _host_port, d.metrics_bind),
     )
 
 

@@ -51,6 +51,7 @@ _PARSERS = {
     "_non_negative(float)": "number >= 0",
     "_non_negative(int)": "integer >= 0",
     "_base_url": "http(s) URL",
+    "_host_port": "HOST:PORT",
 }
 
 

@@ -7,15 +7,18 @@ resources come from and in how secret references are checked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from services.controller import handlers
+from services.controller import metrics as controller_metrics
 from services.controller import secrets as secret_checks
 from services.controller.configdir import ConfigDirectory
 from services.controller.reconciler import Reconciler
@@ -27,9 +30,23 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def make_reconciler(config: Settings, secret_check: checks.SecretCheck) -> Reconciler:
+def make_reconciler(config: Settings, secret_check: checks.SecretCheck, mode: str) -> Reconciler:
     engine = make_engine(config.database)
-    return Reconciler(make_session_factory(engine), secret_check)
+    return Reconciler(make_session_factory(engine), secret_check, mode=mode)
+
+
+@contextlib.contextmanager
+def _metrics_served(config: Settings) -> Iterator[None]:
+    """/metrics on PF_CONTROLLER_METRICS_BIND (when set) while the controller runs."""
+    if not config.controller.metrics_bind:
+        yield
+        return
+    server = controller_metrics.serve(config.controller.metrics_bind)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -57,7 +74,9 @@ def run_files(
 
     ``ready_file`` is created once the first pass over the folder is stored.
     """
-    reconciler = make_reconciler(config, secret_checks.folder_check(config.secrets_dir))
+    reconciler = make_reconciler(
+        config, secret_checks.folder_check(config.secrets_dir), controller_metrics.FILES
+    )
     watcher = ConfigDirectory(reconciler, directory)
     if stop is None:
         stop = threading.Event()
@@ -66,12 +85,13 @@ def run_files(
         "controller started (file mode)",
         extra={"dir": str(directory), "secrets_dir": str(config.secrets_dir)},
     )
-    watcher.run(
-        stop,
-        poll_interval=config.controller.poll_interval,
-        refresh_interval=config.controller.status_interval,
-        synced=lambda: _mark_ready(ready_file),
-    )
+    with _metrics_served(config):
+        watcher.run(
+            stop,
+            poll_interval=config.controller.poll_interval,
+            refresh_interval=config.controller.status_interval,
+            synced=lambda: _mark_ready(ready_file),
+        )
     log.info("controller stopped")
     return 0
 
@@ -106,7 +126,7 @@ def run_kubernetes(
     if secret_check is None:
         api = secret_checks.kubernetes_api()
         secret_check = secret_checks.kubernetes_check(api)
-    reconciler = make_reconciler(config, secret_check)
+    reconciler = make_reconciler(config, secret_check, controller_metrics.KUBERNETES)
     # Equal priorities make kopf freeze every replica; a random one lets exactly one
     # (the highest) work while the others wait for it to go away.
     priority = controller.priority or secrets.randbelow(1_000_000) + 1
@@ -121,18 +141,19 @@ def run_kubernetes(
     )
     settings = handlers.operator_settings(controller, priority, standalone=standalone)
     try:
-        kopf.run(
-            registry=registry,
-            settings=settings,
-            standalone=standalone,
-            priority=priority,
-            # A peering name makes kopf require the peering object: not when standalone.
-            peering_name=None if standalone else controller.peering,
-            clusterwide=not controller.namespaces,
-            namespaces=controller.namespaces,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
+        with _metrics_served(config):
+            kopf.run(
+                registry=registry,
+                settings=settings,
+                standalone=standalone,
+                priority=priority,
+                # A peering name makes kopf require the peering object: not when standalone.
+                peering_name=None if standalone else controller.peering,
+                clusterwide=not controller.namespaces,
+                namespaces=controller.namespaces,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
     finally:
         if api is not None:
             kube.close(api.api_client)

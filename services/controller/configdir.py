@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from services.controller import store
 from services.controller.reconciler import Outcome, Reconciler
 from shared.errors import ConfigError
@@ -173,7 +175,16 @@ class ConfigDirectory:
             changed = current != seen
             seen = current
             since_refresh = 0.0
-            report = self.sync()
+            try:
+                report = self.sync()
+            except sa.exc.OperationalError as exc:
+                # A database restart must not end the controller: the next poll
+                # syncs again (the files are taken as changed until one succeeds).
+                log.error(
+                    "config dir sync failed, retrying", extra={"error": str(exc).splitlines()[0]}
+                )
+                seen = ()
+                continue
             if changed:
                 log.info(
                     "config dir reloaded",

@@ -21,11 +21,13 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.controller import metrics as controller_metrics
 from services.controller import store
 from shared.db import resources as db_resources
 from shared.db.models import utcnow
@@ -57,10 +59,15 @@ class Reconciler:
         sessions: sessionmaker[Session],
         secret_check: checks.SecretCheck,
         clock: Callable[[], dt.datetime] = utcnow,
+        *,
+        mode: str = controller_metrics.FILES,
+        metrics: controller_metrics.ControllerMetrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._secret_check = secret_check
         self._clock = clock
+        self._mode = mode
+        self._metrics = metrics or controller_metrics.metrics()
         # Storing a Source and reading who else claims its path must not interleave
         # with another Source doing the same, or two Sources written at once could
         # each miss the other (kopf runs handlers in threads; on PostgreSQL the
@@ -78,6 +85,42 @@ class Reconciler:
         generation: int,
         origin: str,
         previous_status: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        started = time.perf_counter()
+        try:
+            outcome = self._apply(
+                kind,
+                namespace,
+                name,
+                raw_spec,
+                generation=generation,
+                origin=origin,
+                previous_status=previous_status,
+            )
+        except Exception as exc:
+            self._count(kind, "error", started, exc)
+            raise
+        self._count(kind, "ready" if outcome.ready else "not_ready", started)
+        return outcome
+
+    def _count(
+        self, kind: str, result: str, started: float, error: BaseException | None = None
+    ) -> None:
+        self._metrics.reconciles.labels(kind, self._mode, result).inc()
+        self._metrics.duration.labels(kind, self._mode).observe(time.perf_counter() - started)
+        if error is not None:
+            self._metrics.errors.labels(kind, self._mode, type(error).__name__).inc()
+
+    def _apply(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        raw_spec: object,
+        *,
+        generation: int,
+        origin: str,
+        previous_status: Mapping[str, Any] | None,
     ) -> Outcome:
         invalid: status.Problem | None = None
         not_stored: status.Problem | None = None
@@ -146,9 +189,15 @@ class Reconciler:
             bind.dispose()
 
     def remove(self, kind: str, namespace: str, name: str) -> bool:
-        with self._sessions.begin() as session:
-            removed = db_resources.delete(session, kind, namespace, name)
+        started = time.perf_counter()
+        try:
+            with self._sessions.begin() as session:
+                removed = db_resources.delete(session, kind, namespace, name)
+        except Exception as exc:
+            self._count(kind, "error", started, exc)
+            raise
         if removed:
+            self._count(kind, "removed", started)
             log.info("resource removed", extra={"resource": f"{kind} {namespace}/{name}"})
         return removed
 

@@ -23,9 +23,10 @@ from typing import Any
 
 from celery import Celery, signals
 
+from services.engine import approvals as engine_approvals
 from services.engine import tasks
 from services.engine.runtime import Runtime, is_dead, runtime_for
-from shared import approvals, outbox, queueing
+from shared import approvals, metrics, outbox, queueing
 from shared.db import engines
 from shared.db.models import utcnow
 from shared.settings import Settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
         # Same 1 s default poll on the in-memory transport (tests).
         app.conf.broker_transport_options = {"polling_interval": 0.05}
     tasks.register(app)
+    metrics.instrument_tasks()
     signals.worker_ready.connect(_housekeeping_starter(app), weak=False)
     return app
 
@@ -134,6 +136,19 @@ def recover_once(
         todo = runtime.store.release_abandoned(
             unit.session, now, is_dead, trust_leases=trust_leases
         )
+        # Changes whose worker was lost mid-way: never made again, the step fails.
+        for found in runtime.store.interrupted_changes(
+            unit.session, now, is_dead, trust_leases=trust_leases
+        ):
+            resolved = engine_approvals.interrupted(
+                unit.session, runtime.store, found, now=now, backoff=runtime.backoff
+            )
+            if resolved is None:
+                continue
+            decision, finished = resolved
+            unit.publish_after_commit(finished)
+            if decision.finish is None:  # continueOnError: the run goes on
+                todo.append((found[1], found[2] + 1))
         todo += runtime.store.stalled(unit.session, now, engine_settings.stall_seconds)
         starts = runtime.store.forgotten_starts(unit.session, now, engine_settings.stall_seconds)
         # Approvals nobody decided in time: denied by expiry (resume_step ends the run).

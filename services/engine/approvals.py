@@ -13,7 +13,9 @@ redelivered or duplicated resume finds nothing to claim, so the change is made a
 most once. :func:`apply_and_verify` makes the change through the remediate tool's own
 code and re-reads the workload that owns the object until it is healthy or
 ``verifyTimeout`` passes. :func:`result_after` folds what happened into the step's
-result; the task records it with the store, as for any attempt.
+result; the task records it with the store, as for any attempt. A worker lost while
+making the change leaves the approval ``executing``; the recovery pass calls
+:func:`interrupted`, which never makes the change again.
 
 What this module must not do: decide whether a change may be made (the policy and a
 human do), or publish (the task publishes after commit).
@@ -32,7 +34,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.engine.core import remediation
+from services.engine.core import outcomes, remediation
 from services.engine.store import Loaded, StepState, Store
 from shared.approvals import Status
 from shared.db.models import Approval, StepRun, WorkflowRun
@@ -78,7 +80,8 @@ def pause(
             step_index=loaded.step.index,
             step_name=loaded.step.name,
             status=Status.PENDING,
-            request=pending["request"],
+            # The policy's risk travels with the request (no column of its own).
+            request={**pending["request"], "risk": pending.get("risk")},
             what=pending["what"],
             requested_by=pending["by"],
             why=pending["why"],
@@ -205,6 +208,101 @@ def finish_approval(
         .where(_APPROVALS.c.id == approval_id)
         .values(status=status, result=dict(result), completed_at=now)
     )
+
+
+def interrupted(
+    session: Session,
+    store: Store,
+    found: tuple[uuid.UUID, uuid.UUID, int],
+    *,
+    now: dt.datetime,
+    backoff: outcomes.Backoff,
+) -> tuple[outcomes.Next, list[Any]] | None:
+    """Resolve an approved change whose worker was lost while making it (recovery).
+
+    ``found``: (approval, run, step index) from ``store.interrupted_changes``. Nobody
+    knows whether the change was made, so it is neither made again (the approval was
+    for one attempt, and a second delete or restart is a new decision) nor reported as
+    done: the approval becomes ``unknown``, and the step fails with what happened and
+    what to check, its result kept with the approval's end and ``escalate``. The run
+    then ends as any failed step ends it (or goes on with ``continueOnError``).
+    Returns the decision and the entries to publish; None when the step moved on.
+    """
+    approval_id, run_id, index = found
+    loaded = store.load(session, run_id, index)
+    row = session.execute(sa.select(_APPROVALS).where(_APPROVALS.c.id == approval_id)).first()
+    if loaded is None or row is None or loaded.state.phase is not StepPhase.RUNNING:
+        return None
+    approval = dict(row._mapping)
+    why = (
+        f"the engine worker {loaded.state.worker} was lost while making the approved change "
+        f"{approval['what']} (approved by {approval['decided_by']}): whether it was made is "
+        "unknown, and it was not tried again; check the workload before deciding anything else"
+    )
+    output = dict(
+        session.execute(
+            sa.select(_STEPS.c.output).where(_STEPS.c.id == loaded.state.id)
+        ).scalar_one()
+        or {}
+    )
+    pending = {
+        k: v
+        for k, v in (output.pop("pendingApproval", None) or {}).items()
+        if k not in ("approvalTimeoutSeconds", "verifyTimeoutSeconds")
+    }
+    output["actionsTaken"] = [
+        *(output.get("actionsTaken") or []),
+        {**pending, "at": now.isoformat(), "decision": "unknown", "why": why},
+    ]
+    output["approval"] = {
+        "id": str(approval_id),
+        "status": Status.UNKNOWN.value,
+        "decidedBy": approval["decided_by"],
+        "comment": approval["comment"],
+        "what": approval["what"],
+    }
+    output.update(canAutoFix=False, escalate=True, escalationNotes=why)
+    outcome = outcomes.Outcome(ok=False, output=output, error=why)
+    decision = outcomes.after_attempt(
+        loaded.workflow,
+        loaded.step,
+        attempts=loaded.state.attempts,
+        outcome=outcome,
+        phases=loaded.phases,
+        backoff=backoff,
+    )
+    # The step first (a compare-and-set on the lost worker's attempt): if it moved on,
+    # nothing is written at all.
+    tasks = store.record(
+        session,
+        loaded,
+        attempt=loaded.state.attempts,
+        worker=loaded.state.worker or "",
+        outcome=outcome,
+        decision=decision,
+        now=now,
+    )
+    if tasks is None:
+        return None
+    session.execute(
+        sa.update(_APPROVALS)
+        .where(_APPROVALS.c.id == approval_id, _APPROVALS.c.status == Status.EXECUTING)
+        .values(
+            status=Status.UNKNOWN,
+            result={"executed": None, "verified": False, "error": why},
+            completed_at=now,
+        )
+    )
+    log.error(
+        "approved change interrupted: its worker was lost",
+        extra={
+            "approval_id": str(approval_id),
+            "run_id": str(run_id),
+            "what": approval["what"],
+            "worker": loaded.state.worker,
+        },
+    )
+    return decision, tasks
 
 
 # -- the change and its verification ------------------------------------------------------

@@ -14,7 +14,7 @@ import gc
 import logging
 from typing import Any
 
-from shared import settings
+from shared import multiprocess, settings
 from shared.errors import ConfigError
 from shared.queueing import ENGINE_QUEUE
 
@@ -63,11 +63,18 @@ def _check_schema(config: settings.Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from services.engine.app import create_app
-
     config = settings.from_env()
     _check_schema(config)
+    bind = config.engine.metrics_bind
+    # Before the app (and prometheus_client) is imported: see shared.multiprocess.
+    folder = multiprocess.use_folder(config.var_dir, "engine") if bind else None
+    from services.engine.app import create_app
+
     app = create_app(config)
+    if bind:
+        from shared import metrics
+
+        metrics.serve(bind, metrics.worker_registry(app, [ENGINE_QUEUE]), "PF_ENGINE_METRICS_BIND")
     argv = [
         "worker",
         "--queues",
@@ -85,7 +92,11 @@ def serve(args: argparse.Namespace) -> int:
     ]
     log.info("engine worker starting", extra={"argv": argv})
     _freeze_imported_objects()
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if folder is not None:
+            multiprocess.remove_folder(folder)
     return 0
 
 

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from celery import Celery, Task
 
 from services.engine import approvals
+from services.engine import metrics as engine_metrics
 from services.engine.core import outcomes
 from services.engine.core.outcomes import Claim, Finish, Outcome
 from services.engine.runtime import Runtime, is_dead, runtime_for, worker_id
@@ -105,6 +106,9 @@ def start_workflow(task: EngineTask, run_id: str) -> None:
         if started.phase is RunPhase.RUNNING:
             runtime.step_chain(run_id, 0, started.total_steps).apply_async()
             log.info("run started", extra={"steps": started.total_steps})
+        else:
+            # Refused at start (a Workflow limit, an unusable Workflow): it ended here.
+            engine_metrics.metrics().runs_finished.labels(started.phase.value).inc()
 
 
 def run_step(task: EngineTask, run_id: str, index: int) -> None:
@@ -306,6 +310,7 @@ def resume_step(task: EngineTask, approval_id: str) -> None:
     if tasks is None:
         log.warning("resume_step: lost the step's lease; result discarded", extra=extra)
         return
+    _count_finished(decision)
     total = loaded.workflow.steps[-1].index + 1
     if decision.finish is None and loaded.step.index + 1 < total:
         runtime.step_chain(str(loaded.run_id), loaded.step.index + 1, total).apply_async()
@@ -385,7 +390,14 @@ def _after_commit(task: EngineTask, result: _Result) -> None:
         assert decision.retry_in is not None
         raise task.retry(countdown=decision.retry_in, max_retries=None)
     if decision.finish is not None:
+        _count_finished(decision)
         task.stop_chain()
+
+
+def _count_finished(decision: outcomes.Next) -> None:
+    """Count a run that this (committed) attempt ended."""
+    if decision.finish is not None:
+        engine_metrics.metrics().runs_finished.labels(decision.finish.phase.value).inc()
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from services.notifier import breakers, store
 from services.notifier import sinks as _sinks  # registers the Sink types
 from services.notifier.core.deliveries import Backoff
 from services.notifier.sinks import registries
-from shared import queueing, secrets, workers
+from shared import metrics, queueing, secrets, workers
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import utcnow
 from shared.settings import Settings
@@ -117,6 +117,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
     from services.notifier import tasks
 
     tasks.register(app)
+    metrics.instrument_tasks()
     signals.worker_ready.connect(_housekeeping_starter(app), weak=False)
     return app
 

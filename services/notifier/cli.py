@@ -10,7 +10,7 @@ import argparse
 import logging
 from typing import Any
 
-from shared import settings
+from shared import multiprocess, settings
 from shared.errors import ConfigError
 from shared.queueing import NOTIFIER_QUEUE
 
@@ -53,11 +53,19 @@ def _check_schema(config: settings.Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from services.notifier.app import create_app
-
     config = settings.from_env()
     _check_schema(config)
+    bind = config.notifier.metrics_bind
+    # Before the app (and prometheus_client) is imported: see shared.multiprocess.
+    folder = multiprocess.use_folder(config.var_dir, "notifier") if bind else None
+    from services.notifier.app import create_app
+
     app = create_app(config)
+    if bind:
+        from shared import metrics
+
+        registry = metrics.worker_registry(app, [NOTIFIER_QUEUE])
+        metrics.serve(bind, registry, "PF_NOTIFIER_METRICS_BIND")
     argv = [
         "worker",
         "--queues",
@@ -74,5 +82,9 @@ def serve(args: argparse.Namespace) -> int:
         "--without-gossip",
     ]
     log.info("notifier worker starting", extra={"argv": argv})
-    app.worker_main(argv)
+    try:
+        app.worker_main(argv)
+    finally:
+        if folder is not None:
+            multiprocess.remove_folder(folder)
     return 0

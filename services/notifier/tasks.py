@@ -28,6 +28,7 @@ from typing import Any
 import pybreaker
 from celery import Celery, Task
 
+from services.notifier import metrics as notifier_metrics
 from services.notifier import rendering, store
 from services.notifier.app import Runtime, runtime_for
 from services.notifier.core import deliveries, messages
@@ -157,6 +158,7 @@ def deliver_once(runtime: Runtime, delivery_id: str) -> Step:
     )
     started = time.monotonic()
     outcome, new_state = _send(runtime, sink, claimed.payload, ctx)
+    sent_in = time.monotonic() - started
     decision = deliveries.after(
         outcome, attempt=attempt, max_attempts=settings.max_attempts, backoff=runtime.backoff
     )
@@ -190,6 +192,8 @@ def deliver_once(runtime: Runtime, delivery_id: str) -> Step:
         # A recovery pass took the delivery over (our lease ran out); it goes on.
         log.warning("deliver: lost the claim; result discarded", extra=extra)
         return _DONE
+    notifier_metrics.metrics().send_duration.labels(target.type).observe(sent_in)
+    notifier_metrics.delivery_finished(target.type, decision.phase)
     return Step(decision.retry_in) if decision.phase is Phase.PENDING else _DONE
 
 
@@ -219,6 +223,10 @@ def _claim(
         phase, error = prepared
         if store.finish_unsent(session, loaded, phase, error, now):
             log.info("delivery finished unsent", extra={**extra, "phase": phase, "error": error})
+            # Counted before the caller commits: if that commit fails, the task
+            # fails (and is counted so) and a later message finishes it again.
+            sink_type = loaded.target.type if loaded.target is not None else "unknown"
+            notifier_metrics.delivery_finished(sink_type, phase)
         return _DONE
     target, sink, payload = prepared.target, prepared.sink, prepared.payload
     breaker_key = f"{target.namespace}/{target.name}"

@@ -34,7 +34,9 @@ SUBMIT = "submit_result"
 def completion(body: Body, reply: Body) -> Body:
     """A ``chat.completion`` answering ``body`` with ``reply``.
 
-    ``reply``: ``{"content": str}`` and/or ``{"tool_calls": [(name, arguments_json)]}``.
+    ``reply``: ``{"content": str}`` and/or ``{"tool_calls": [(name, arguments_json)]}``,
+    and ``{"usage": {"prompt_tokens": n, "completion_tokens": m}}`` to report token
+    counts (a real server's; the stand-in counts none itself).
     """
     message: Body = {"role": "assistant", "content": reply.get("content")}
     if reply.get("tool_calls"):
@@ -58,7 +60,16 @@ def completion(body: Body, reply: Body) -> Body:
                 "finish_reason": "tool_calls" if reply.get("tool_calls") else "stop",
             }
         ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": _usage(reply.get("usage") or {}),
+    }
+
+
+def _usage(given: Body) -> Body:
+    prompt, completion_ = int(given.get("prompt_tokens", 0)), int(given.get("completion_tokens", 0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_,
+        "total_tokens": prompt + completion_,
     }
 
 

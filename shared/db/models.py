@@ -348,7 +348,7 @@ class Approval(Base):
     through ``shared.approvals.decide`` (the API, later Slack's buttons) or expired by
     the engine's recovery pass. Status: pending -> approved | denied | expired; an
     approved one -> executing (claimed by one engine worker, so the change is made
-    once) -> executed | failed.
+    once) -> executed | failed, or unknown when that worker was lost meanwhile.
     """
 
     __tablename__ = "approvals"

@@ -36,6 +36,7 @@ from shared.resources.fields import (
 from shared.resources.steps import STEP_SCHEMAS, Syntax, Templated, env_name_not_reserved
 
 LLM_PROVIDERS = ("local", "openai", "anthropic", "together")
+LLM_FALLBACKS = ("none", "rules")
 OUTPUT_NAME = ma.validate.Regexp(
     r"^[A-Za-z_][A-Za-z0-9_]*$", error="Must be an identifier (letters, digits, '_')."
 )
@@ -66,6 +67,14 @@ class LLMConfigSchema(StrictSchema):
     )
     maxTokens = ma.fields.Integer(
         validate=ma.validate.Range(min=1), metadata=describe("Most tokens in one completion.")
+    )
+    fallback = ma.fields.String(
+        validate=ma.validate.OneOf(LLM_FALLBACKS),
+        metadata=describe(
+            "When the model cannot answer (unreachable, timing out, failing repeatedly, "
+            "refusing): none (the default) fails the agent step with the reason; rules "
+            "lets the rule-based investigator answer instead, the reason in modelError."
+        ),
     )
 
 

@@ -19,6 +19,22 @@ Alerts go in through AlertManager's API v2 only (``fire``, ``resolve``). Every p
 is stopped by its pid in ``close`` (also after a failure); the fault tests reach each
 one through ``processes`` or the ``kill_*``/``restart_*`` shorthands.
 
+A fault test, for example::
+
+    def test_engine_killed_mid_step(pipeline_for):
+        pipeline = pipeline_for("duplicates-and-groups", postgres="private")
+        pipeline.fire({"labels": {"alertname": "X", "severity": "critical"}})
+        pipeline.wait(lambda: pipeline.count("workflow_runs") == 1, "a run")
+        pipeline.kill_engine()            # SIGKILL of the worker and its pool
+        pipeline.start_again("engine")    # waits until it answers a ping
+        pipeline.restart_redis()          # same port and folder: the AOF is reloaded
+        pipeline.restart_postgres()       # private server only
+        pipeline.slack.fail_next("chat.postMessage", status=429, retry_after=1)
+
+``processes[name]`` (redis, postgres, alertmanager, controller, ingest, engine,
+notifier) is a ``processes.Process`` with ``kill``, ``stop``, ``start``, ``pid`` and
+``log()``; ``env={...}`` overrides PF_ settings, ``route={...}`` AlertManager's timings.
+
 What this module must not do: post to ingest's webhook itself, or decide what a test
 asserts. It starts, stops and reads.
 """
@@ -32,10 +48,14 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import shutil
+import signal
 import socket
 import string
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -52,10 +72,9 @@ from shared.db import migrate
 from shared.db.engines import make_engine
 from shared.settings import DatabaseSettings
 from tests.e2e.processes import Process
-from tests.support.kube_api import KubeApiDouble
+from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel
 from tests.support.promrecord import RecordedPrometheus
-from tests.support.scenario_cluster import Cluster
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).parents[2]
@@ -142,12 +161,14 @@ class Pipeline:
         workdir: Path,
         *,
         controller: str = "folder",
+        postgres: str = "shared",
         route: Mapping[str, Any] = DEFAULT_ROUTE,
         env: Mapping[str, str] | None = None,
         postgres_admin_url: str = POSTGRES_ADMIN_URL,
         database_prefix: str = "e2e_",
     ) -> None:
         assert controller in ("folder", "kubernetes"), controller
+        assert postgres in ("shared", "private"), postgres
         self.scenario = scenario
         self.scenario_dir = SCENARIOS / scenario
         self.workdir = workdir
@@ -155,11 +176,15 @@ class Pipeline:
         self.controller_mode = controller
         self.route = dict(route)
         self.extra_env = dict(env or {})
-        # The server the database is made on (a fault test brings its own cluster).
-        self.postgres_admin_url = postgres_admin_url
         self.processes: dict[str, Process] = {}
         self._stack = contextlib.ExitStack()
         self._database_name = f"{database_prefix}{uuid.uuid4().hex[:12]}"
+        # "shared": a database on a running server (the machine's, or the one a test
+        # brings: postgres_admin_url); "private": a server of our own (initdb in a
+        # temporary folder), which the fault tests may stop and restart.
+        self.postgres_mode = postgres
+        self.postgres_admin_url = postgres_admin_url
+        self._postgres_dir: Path | None = None
         self.database_url = ""
         self._db: sa.Engine | None = None
         self.redis_port = free_port()
@@ -175,8 +200,10 @@ class Pipeline:
         self.slack = SlackAPI(token=SLACK_TOKEN)
         self.model = ScriptedModel([])
         self.prometheus = RecordedPrometheus(self.cluster_state.get("prometheus") or [])
-        self.cluster = Cluster.from_scenario(self.cluster_state)
-        self.kube: KubeApiDouble | None = None
+        # One Kubernetes API double: the scenario's cluster for the agent's tools, and
+        # the custom resources when the controller watches it.
+        self.kube = KubeApiDouble()
+        self.cluster: Cluster = self.kube.state.load(self.cluster_state.get("cluster") or {})
         self.http = httpx.Client(timeout=30.0)
 
     # -- start and stop ----------------------------------------------------------------------
@@ -191,16 +218,19 @@ class Pipeline:
 
     def _start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        for double in (self.slack, self.model, self.prometheus, self.cluster):
+        for double in (self.slack, self.model, self.prometheus, self.kube):
             self._stack.enter_context(double)  # type: ignore[arg-type]
         self._write_secrets()
+        if self.postgres_mode == "private":
+            self._start_private_postgres()
         self._create_database()
         self._define_processes()
         # Everything at once: ingest reads the Sources from the database as the
         # controller stores them (its /readyz says when), and messages wait in Redis
         # until the workers consume them.
         for process in self.processes.values():
-            process.start()
+            if not process.running():
+                process.start()
         self.wait_redis()
         self.wait_controller_ready()
         self.wait_http(f"{self.ingest_url}/readyz", "ingest")
@@ -214,9 +244,16 @@ class Pipeline:
         self.http.close()
         # All at once (each takes a second or two to stop cleanly), Redis last so the
         # workers' warm shutdown can still acknowledge what they finished.
-        services = [p for name, p in self.processes.items() if name != "redis"]
-        redis = [p for name, p in self.processes.items() if name == "redis"]
-        for group in (services, redis):
+        last = ("redis", "postgres")
+        services = [p for name, p in self.processes.items() if name not in last]
+        stores = [p for name, p in self.processes.items() if name in last]
+        if self.postgres_mode == "private":
+            # Its database goes with its folder; no DROP needed on a stopped server.
+            self.database_url = ""
+            if self._db is not None:
+                self._db.dispose()
+                self._db = None
+        for group in (services, stores):
             for process in group:
                 try:
                     process.terminate()
@@ -228,9 +265,9 @@ class Pipeline:
                 except Exception as exc:  # every process must get its stop
                     errors.append(f"{process.name}: {exc!r}")
         self._stack.close()
-        if self.kube is not None:
-            self.kube.stop()
         self._drop_database()
+        if self._postgres_dir is not None:
+            shutil.rmtree(self._postgres_dir, ignore_errors=True)
         if errors:
             raise RuntimeError(f"processes that did not stop cleanly: {errors}")
 
@@ -307,6 +344,77 @@ class Pipeline:
             (secrets / name / key).write_text(value + "\n")
         (self.workdir / "api-token").write_text(API_TOKEN + "\n")
         (self.workdir / "slack-signing-secret").write_text(SLACK_SIGNING_SECRET + "\n")
+
+    def _start_private_postgres(self) -> None:
+        """initdb and ``postgres`` in the foreground, as user postgres when we are root
+        (the server refuses root). The folder is under /tmp, not the test's 0700 one."""
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+        bindir = found[-1].parent if found else Path(shutil.which("postgres") or "postgres").parent
+        self._postgres_dir = Path(tempfile.mkdtemp(prefix="pf-e2e-pg-"))
+        as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self._postgres_dir, account.pw_uid, account.pw_gid)
+            as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        data = self._postgres_dir / "data"
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        self._add(
+            "postgres",
+            [
+                *as_postgres,
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(self._postgres_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                # A crash of the test machine is not a scenario: the disk need not sync.
+                "-c",
+                "fsync=off",
+            ],
+            os.environ,
+            stop_signal=signal.SIGINT,
+        )
+        self.postgres_admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        self.processes["postgres"].start()
+        self.wait_postgres()
+
+    def wait_postgres(self, timeout: float = 30.0) -> None:
+        def connects() -> bool:
+            self._alive("postgres")
+            engine = make_engine(DatabaseSettings(url=self.postgres_admin_url))
+            try:
+                with engine.connect():
+                    return True
+            finally:
+                engine.dispose()
+
+        wait_for(
+            connects,
+            timeout,
+            "PostgreSQL to accept connections",
+            interval=0.1,
+            ignoring=(sa.exc.OperationalError,),
+        )
 
     def _create_database(self) -> None:
         admin = make_engine(DatabaseSettings(url=self.postgres_admin_url)).execution_options(
@@ -406,7 +514,6 @@ class Pipeline:
                 (config_dir / name).write_text(yaml.safe_dump(resource, sort_keys=False))
             argv = ["controller", "--config-dir", str(config_dir), "--ready-file", str(ready)]
         else:
-            self.kube = KubeApiDouble().start()
             kubeconfig = self.workdir / "kubeconfig"
             kubeconfig.write_text(self.kube.kubeconfig())
             # The same Secrets as the folder (the controller checks secretRefs through
@@ -424,8 +531,16 @@ class Pipeline:
             argv = ["controller", "--standalone", "--ready-file", str(ready)]
         self._add("controller", [*PUNCHINGFIST, *argv], env)
 
-    def _add(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        self.processes[name] = Process(name, argv, env, self.logs / f"{name}.log", cwd=REPO)
+    def _add(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        self.processes[name] = Process(
+            name, argv, env, self.logs / f"{name}.log", cwd=REPO, stop_signal=stop_signal
+        )
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -468,6 +583,8 @@ class Pipeline:
         self, names: Sequence[str] = ("engine", "notifier"), timeout: float = 60.0
     ) -> None:
         """Until each named Celery worker answers a ping on the broker."""
+        import kombu.exceptions
+        import redis
         from celery import Celery
 
         app = Celery(broker=self.redis_url)
@@ -480,7 +597,14 @@ class Pipeline:
                 seen = {host.split("@", 1)[0] for reply in replies for host in reply}
                 return all(any(name in host for host in seen) for name in names)
 
-            wait_for(answered, timeout, f"workers {list(names)} to answer a ping", interval=0.2)
+            # A broker that has just restarted may drop the first connections.
+            wait_for(
+                answered,
+                timeout,
+                f"workers {list(names)} to answer a ping",
+                interval=0.2,
+                ignoring=(redis.RedisError, kombu.exceptions.OperationalError, OSError),
+            )
         finally:
             app.close()
 
@@ -517,6 +641,8 @@ class Pipeline:
             self.wait_workers([name])
         elif name == "controller":
             self.wait_controller_ready()
+        elif name == "postgres":
+            self.wait_postgres()
 
     def kill_engine(self) -> None:
         self.kill("engine")
@@ -548,6 +674,11 @@ class Pipeline:
     def kill_redis(self) -> None:
         self.kill("redis")
 
+    def restart_postgres(self) -> None:
+        """Only with ``postgres="private"``: the machine's server is not ours to stop."""
+        assert self.postgres_mode == "private", 'restart_postgres needs postgres="private"'
+        self.restart("postgres")
+
     # -- AlertManager: the only way alerts come in --------------------------------------------
 
     def fire(self, *alerts: Mapping[str, Any]) -> None:
@@ -567,9 +698,10 @@ class Pipeline:
         assert answer.status_code == 200, answer.text
 
     def resolve(self, *alerts: Mapping[str, Any]) -> None:
-        """End alerts in AlertManager (``endsAt`` now): it then sends them ``resolved``."""
+        """End alerts in AlertManager (``endsAt`` now unless given): it then sends them
+        ``resolved``."""
         ends = dt.datetime.now(dt.UTC).isoformat()
-        self.fire(*({**alert, "endsAt": ends} for alert in alerts))
+        self.fire(*({"endsAt": ends, **alert} for alert in alerts))
 
     def alertmanager_alerts(self) -> list[dict[str, Any]]:
         answer = self.http.get(f"{self.alertmanager_url}/api/v2/alerts")
@@ -677,6 +809,14 @@ class Pipeline:
 
     def wait(self, condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         return wait_for(condition, timeout, what, interval=0.1)
+
+    # -- the Kubernetes API double ------------------------------------------------------
+
+    def cluster_writes(self) -> list[tuple[str, str]]:
+        """(method, path) of every request to the API double that could change something."""
+        with self.cluster.lock:
+            calls = list(self.cluster.requests)
+        return [(c.method, c.path) for c in calls if c.method not in ("GET", "HEAD")]
 
     # -- the store ---------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ class Process:
         *,
         cwd: Path | None = None,
         stop_timeout: float = 15.0,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -59,6 +60,9 @@ class Process:
         self.log_path = log_path
         self.cwd = cwd
         self.stop_timeout = stop_timeout
+        # What "stop" sends: SIGTERM, but SIGINT for PostgreSQL (its SIGTERM waits for
+        # every client to leave; SIGINT is its fast shutdown).
+        self.stop_signal = stop_signal
         self.popen: subprocess.Popen[bytes] | None = None
         # Every pid this object started, for the leak check at the end of a run.
         self.pids: list[int] = []
@@ -94,13 +98,13 @@ class Process:
         return self.wait_stopped()
 
     def terminate(self) -> None:
-        """SIGTERM the group without waiting (``wait_stopped`` finishes the stop)."""
+        """``stop_signal`` to the group without waiting (``wait_stopped`` finishes the stop)."""
         self._leftovers: list[int] = []
         if self.popen is None or self.popen.poll() is not None:
             return
         self._leftovers = descendants(self.popen.pid)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(self.popen.pid, self.stop_signal)
 
     def wait_stopped(self) -> int | None:
         if self.popen is None:

@@ -58,4 +58,4 @@ def test_rules_name_the_category_of_each_seed_scenario(pipeline_for: Any) -> Non
         [parent] = [p for p in parents if name in json.dumps(p["blocks"])]
         assert "*Summary*" in json.dumps(parent["blocks"])
     # Rules read the cluster, never change it.
-    assert [r for r in pipeline.cluster.requests if r[0] != "GET"] == []
+    assert pipeline.cluster_writes() == []

@@ -46,13 +46,16 @@ def _texts(messages: list[dict[str, Any]]) -> str:
     return json.dumps([m.get("blocks") or m.get("text") for m in messages])
 
 
+def _source_ready(pipeline: Pipeline) -> bool:
+    assert pipeline.kube is not None
+    source = pipeline.kube.state.get("sources", "default", "alertmanager") or {}
+    return (source.get("status") or {}).get("ready") is True
+
+
 def test_an_unexplained_alert_is_escalated_with_context_and_mentions(pipeline_for: Any) -> None:
     pipeline: Pipeline = pipeline_for("unknown-escalation", controller="kubernetes")
-    # The controller stored what it read from the API and reported it ready there.
-    assert pipeline.kube is not None
-    source = pipeline.kube.state.get("sources", "default", "alertmanager")
-    assert source is not None
-    assert (source.get("status") or {}).get("ready") is True, source.get("status")
+    # The controller stored what it read from the API and reports it ready there.
+    pipeline.wait(lambda: _source_ready(pipeline), "the Source's status to say ready", 30)
 
     pipeline.fire(ODD, OOM)
     alerts = pipeline.wait_alerts(2)

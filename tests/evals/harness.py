@@ -1,7 +1,8 @@
 """Run one recorded scenario through an investigator, against doubles serving its state.
 
 A scenario (``scenarios/<name>.yaml``) records what the tools would find: the
-cluster's objects, logs and metrics (served by the Kubernetes API double), Prometheus
+cluster's objects, logs and metrics (``cluster``, loaded into the suite's Kubernetes
+API double, ``tests/support/kube_api.py``), Prometheus
 answers (served by the recorded-Prometheus double), and the expected ``category``.
 The hosts named in alert annotations resolve to 127.0.0.1, where nothing listens on
 port 1, so an HTTP check of them fails the way an unreachable service does.
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support.promrecord import RecordedPrometheus
-from support.scenario_cluster import Cluster
 
 from services.engine.agent import investigations, llm
 from services.engine.tools.registries import ToolContext, ToolSettings
+from tests.support.kube_api import Cluster, KubeApiDouble
+from tests.support.promrecord import RecordedPrometheus
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 # (scenario, expected category, found category) per mode, printed at the end of the run.
@@ -43,9 +44,10 @@ def _loopback(host: str, port: int) -> list[str]:
 @contextlib.contextmanager
 def served(scenario: dict[str, Any]) -> Iterator[tuple[Cluster, RecordedPrometheus, ToolSettings]]:
     with (
-        Cluster.from_scenario(scenario) as cluster,
+        KubeApiDouble() as api,
         RecordedPrometheus(scenario.get("prometheus") or []) as prometheus,
     ):
+        cluster = api.state.load(scenario.get("cluster") or {})
         hosts = {"127.0.0.1"}
         for value in (scenario["alert"].get("annotations") or {}).values():
             if str(value).startswith("http"):

@@ -5,13 +5,20 @@ depend most on the same mechanics: list, then watch from a resourceVersion, BOOK
 while quiet, 410 Gone once that version is compacted away, patches, deletion with
 finalizers and propagation. Two doubles had two copies of them that drifted.
 
-It serves discovery (core ``v1``, ``batch/v1``, our CRDs, kopf's peering resources),
-get, list (label and ``metadata.name`` field selectors), watch, create, merge and JSON
-patches of objects and of ``/status``, delete, and pod logs. A fake Job controller and
-kubelet (``tests.support.kubelet``) play each Job's life. Tests act as kubectl through
-``Cluster`` (``create``, ``update_spec``, ``delete``, ``get``), read what clients sent
-(``requests`` with their bearer token, ``created`` bodies, ``deleted``,
-``status_patches``) and inject faults (``fail``, ``expire_watches``, ``compact``).
+It serves discovery (core ``v1``, ``apps/v1``, ``batch/v1``, ``metrics.k8s.io``, our
+CRDs, kopf's peering resources), get, list (label and field selectors, across
+namespaces), watch, create, merge and JSON patches of objects, of ``/status`` and of
+``/scale``, delete, pod logs (``container``, ``previous``, ``tailLines``), the metrics
+API (pods and nodes usage, what ``kubectl top`` reads) and RBAC denials (403) in
+forbidden namespaces. A fake Job controller and kubelet (``tests.support.kubelet``)
+play each Job's life. Tests act as kubectl through ``Cluster`` (``put``, ``load``,
+``set_log``, ``set_metrics``, ``set_status``, ``create``, ``update_spec``, ``delete``,
+``get``), read what clients sent (``requests`` with their bearer token, ``created``
+bodies, ``patched``, ``deleted``, ``status_patches``) and inject faults (``fail``,
+``forbidden``, ``expire_watches``, ``compact``).
+
+    with KubeApiDouble() as api:            # a free port on 127.0.0.1: api.url
+        api.state.load(scenario["cluster"]) # or api.state.put({"kind": "Pod", ...})
 
 It must not decide anything a client under test should decide (retries, backoff): it
 answers as an API server would, and records.
@@ -30,7 +37,9 @@ from tests.support.kube_cluster import (
     CORE,
     CUSTOM,
     GROUP_VERSIONS,
+    METRICS,
     RESOURCES,
+    SCALE_SUBRESOURCE,
     STATUS_SUBRESOURCE,
     Call,
     Cluster,
@@ -46,12 +55,25 @@ __all__ = ["Call", "Cluster", "KubeApiDouble", "Script"]
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?"
-    r"(?:/(?P<sub>status|log))?$"
+    r"(?:/(?P<sub>status|log|scale))?$"
 )
+# Any path under a namespace: the namespace RBAC is checked against.
+_NAMESPACED = re.compile(r"/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?")
 
 
 def _discovery(group_version: str) -> Obj:
-    resources = []
+    resources: list[Obj] = []
+    if group_version == METRICS:
+        resources = [
+            {
+                "name": plural,
+                "singularName": "",
+                "namespaced": plural == "pods",
+                "kind": kind,
+                "verbs": ["get", "list"],
+            }
+            for plural, kind in (("pods", "PodMetrics"), ("nodes", "NodeMetrics"))
+        ]
     for plural, (api_version, kind, namespaced) in RESOURCES.items():
         if api_version != group_version:
             continue
@@ -67,14 +89,15 @@ def _discovery(group_version: str) -> Obj:
         )
         subresources = ["status"] if plural in STATUS_SUBRESOURCE else []
         subresources += ["log"] if plural == "pods" else []
+        subresources += ["scale"] if plural in SCALE_SUBRESOURCE else []
         for sub in subresources:
             resources.append(
                 {
                     "name": f"{plural}/{sub}",
                     "singularName": "",
                     "namespaced": True,
-                    "kind": kind,
-                    "verbs": ["get", "patch", "update"] if sub == "status" else ["get"],
+                    "kind": "Scale" if sub == "scale" else kind,
+                    "verbs": ["get"] if sub == "log" else ["get", "patch", "update"],
                 }
             )
     return {
@@ -87,6 +110,7 @@ def _discovery(group_version: str) -> Obj:
 
 def _discovered(path: str) -> Obj | None:
     """The answer to a discovery request, None for any other path."""
+    path = path.rstrip("/") or "/"  # the API server answers /apis/ as /apis
     if path == "/version":
         return {"major": "1", "minor": "31", "gitVersion": "v1.31.0"}
     if path == "/api":
@@ -107,6 +131,9 @@ def _discovered(path: str) -> Obj | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle and delayed
+    # ACKs add 40 ms to every request (the agent benchmark measures tools over it).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -142,7 +169,25 @@ class _Handler(BaseHTTPRequestHandler):
                     failure.times -= 1
                     self._send(failure.code, status(failure.code, failure.reason, failure.message))
                     return None
+            denied = _NAMESPACED.search(parsed.path)
+            if denied and urllib.parse.unquote(denied["namespace"]) in self.state.forbidden:
+                self._forbid(denied["namespace"], denied["plural"], bool(denied["name"]))
+                return None
         return parsed.path, query
+
+    def _forbid(self, namespace: str, plural: str, named: bool) -> None:
+        verb = {
+            "GET": "get" if named else "list",
+            "POST": "create",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }[self.command]
+        user = self.caller or "system:anonymous"
+        message = (
+            f'{plural} is forbidden: User "{user}" cannot {verb} resource "{plural}" '
+            f'in API group "" in the namespace "{urllib.parse.unquote(namespace)}"'
+        )
+        self._send(403, status(403, "Forbidden", message))
 
     def _route(self, path: str) -> tuple[str, str, str, str] | None:
         """(plural, namespace, name, subresource) of a resource path of a known type."""
@@ -164,25 +209,29 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = begun
         if (discovered := _discovered(path)) is not None:
             return self._send(200, discovered)
+        if path.startswith(f"/apis/{METRICS}/"):
+            return self._metrics(path)
         route = self._route(path)
         if route is None:
             return self._not_found(path)
         plural, namespace, name, sub = route
         if name and sub == "log":
-            log = self.state.pod_logs.get((namespace, name))
-            return (
-                self._not_found(f'pods "{name}"')
-                if log is None
-                else self._send(200, log, "text/plain")
-            )
+            return self._log(namespace, name, query)
         if name:
             obj = self.state.get(plural, namespace, name)
-            return self._not_found(f'{plural} "{name}"') if obj is None else self._send(200, obj)
-        only = query.get("fieldSelector", [""])[0].removeprefix("metadata.name=") or None
+            if obj is None:
+                return self._not_found(f'{plural} "{name}"')
+            return self._send(200, _scale(obj) if sub == "scale" else obj)
+        fields = query.get("fieldSelector", [""])[0]
+        only = None
+        if re.fullmatch(r"metadata\.name=[^,]*", fields):
+            only, fields = fields.removeprefix("metadata.name="), ""
         if query.get("watch", [""])[0] in ("true", "1"):
             return self._watch(plural, namespace or None, only, query)
         labels = query.get("labelSelector", [""])[0]
-        items, version = self.state.listing(plural, namespace or None, name=only, labels=labels)
+        items, version = self.state.listing(
+            plural, namespace or None, name=only, labels=labels, fields=fields
+        )
         api_version, kind, _ = RESOURCES[plural]
         return self._send(
             200,
@@ -193,6 +242,40 @@ class _Handler(BaseHTTPRequestHandler):
                 "items": items,
             },
         )
+
+    def _log(self, namespace: str, name: str, query: dict[str, list[str]]) -> None:
+        if self.state.get("pods", namespace, name) is None:
+            return self._not_found(f'pods "{name}"')
+        container = query.get("container", [""])[0]
+        previous = query.get("previous", [""])[0] == "true"
+        text = self.state.log_of(namespace, name, container, previous)
+        if text is None:
+            which = "previous terminated container" if previous else "container"
+            message = f'{which} "{container or name}" in pod "{name}" not found'
+            return self._send(400, status(400, "BadRequest", message))
+        if tail := query.get("tailLines", [""])[0]:
+            text = "".join(text.splitlines(keepends=True)[-int(tail) :])
+        data = text.encode()
+        if limit := query.get("limitBytes", [""])[0]:
+            data = data[: int(limit)]
+        return self._send(200, data, "text/plain")
+
+    def _metrics(self, path: str) -> None:
+        match = re.match(
+            rf"^/apis/{re.escape(METRICS)}(?:/namespaces/(?P<namespace>[^/]+))?"
+            r"/(?P<plural>pods|nodes)(?:/(?P<name>[^/]+))?$",
+            path,
+        )
+        if match is None:
+            return self._not_found(path)
+        plural, name = match["plural"], match["name"] or ""
+        items = self.state.usage(plural, match["namespace"], name)
+        if name:
+            if not items:
+                return self._not_found(f'{plural}.metrics.k8s.io "{name}"')
+            return self._send(200, items[0])
+        kind = "PodMetricsList" if plural == "pods" else "NodeMetricsList"
+        return self._send(200, {"kind": kind, "apiVersion": METRICS, "items": items})
 
     def _watch(
         self, plural: str, namespace: str | None, name: str | None, query: dict[str, list[str]]
@@ -247,10 +330,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(415, status(415, "UnsupportedMediaType", content_type))
         if sub == "status" and plural not in STATUS_SUBRESOURCE:
             return self._not_found(f"status subresource {begun[0]}")
+        if sub == "scale" and plural not in SCALE_SUBRESOURCE:
+            return self._not_found(f"scale subresource {begun[0]}")
+        body = self.body
+        if sub == "scale":
+            # A Scale's spec.replicas is the object's; nothing else of it is writable.
+            body = {"spec": {"replicas": (self.body.get("spec") or {}).get("replicas")}}
+        if sub != "status":
+            with self.state.lock:
+                where = f"{namespace}/{name}" if namespace else name
+                self.state.patched.append((plural, where, body))
         try:
             updated = self.state.patch(
                 (plural, namespace, name),
-                self.body,
+                body,
                 status=sub == "status",
                 json_ops="json-patch" in content_type,
             )
@@ -258,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(422, status(422, "Invalid", str(exc)))
         if updated is None:
             return self._not_found(f'{plural} "{name}"')
-        return self._send(200, updated)
+        return self._send(200, _scale(updated) if sub == "scale" else updated)
 
     def do_DELETE(self) -> None:
         begun = self._begin()
@@ -273,6 +366,18 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.state.delete(plural, namespace, name, policy):
             return self._not_found(f'{plural} "{name}"')
         return self._send(200, status(200, "", ""))
+
+
+def _scale(obj: Obj) -> Obj:
+    """The ``autoscaling/v1`` Scale of a workload."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion")},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)},
+    }
 
 
 class _Server(ThreadingHTTPServer):

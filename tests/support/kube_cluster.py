@@ -2,10 +2,18 @@
 
 Objects by (plural, namespace, name), a log of watch events by resourceVersion, and
 the API's semantics over them: create with names checked, merge and JSON patches of
-objects and of ``/status`` (generation bumped on spec changes), deletion held by
-finalizers and propagated to owned objects, list with selectors, and watch from a
-resourceVersion with BOOKMARKs and 410 Gone. Tests use it as kubectl and read what
-clients did; the HTTP layer and the kubelet only call it.
+objects, of ``/status`` and of ``/scale`` (generation bumped on spec changes),
+deletion held by finalizers and propagated to owned objects, list with label and
+field selectors, and watch from a resourceVersion with BOOKMARKs and 410 Gone. Besides
+objects it holds what the API serves from elsewhere: container logs (current and
+previous, per container), metrics.k8s.io usage, and namespaces where RBAC forbids
+everything (403 with the API's message).
+
+Tests use it as kubectl: ``put`` (any object as ``kubectl apply`` would leave it,
+status included), ``load`` (a scenario: objects, logs, metrics, forbidden
+namespaces), ``set_log``, ``set_metrics``, ``set_status`` (playing a controller),
+``create``, ``update_spec``, ``delete``, ``get``; and read what clients did
+(``requests``, ``patched``, ``deleted``). The HTTP layer and the kubelet only call it.
 
 It must not know HTTP, and must not decide for the clients under test.
 """
@@ -20,7 +28,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from shared.resources.schemas import GROUP, KINDS, VERSION
@@ -30,6 +38,9 @@ Key = tuple[str, str, str]  # (plural, namespace, name); namespace "" when clust
 
 CORE = "v1"
 BATCH = "batch/v1"
+APPS = "apps/v1"
+# Served from the objects' usage in ``Cluster.metrics``, not from stored objects.
+METRICS = "metrics.k8s.io/v1beta1"
 CUSTOM = f"{GROUP}/{VERSION}"
 # kopf's peering CRDs (k8s/crds/kopf-peering.yaml): no status subresource, so kopf
 # merge-patches the peers into ``status`` through the object's own endpoint.
@@ -40,14 +51,25 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "secrets": (CORE, "Secret", True),
     "events": (CORE, "Event", True),
     "pods": (CORE, "Pod", True),
+    "services": (CORE, "Service", True),
+    "endpoints": (CORE, "Endpoints", True),
+    "nodes": (CORE, "Node", False),
     "jobs": (BATCH, "Job", True),
+    "deployments": (APPS, "Deployment", True),
+    "replicasets": (APPS, "ReplicaSet", True),
+    "statefulsets": (APPS, "StatefulSet", True),
+    "daemonsets": (APPS, "DaemonSet", True),
     **{kind.plural: (CUSTOM, kind.name, True) for kind in KINDS},
     "clusterkopfpeerings": (PEERING, "ClusterKopfPeering", False),
     "kopfpeerings": (PEERING, "KopfPeering", True),
 }
+PLURALS = {kind: plural for plural, (_, kind, _) in RESOURCES.items()}
 # Resources whose status is a subresource (``/status``); the others keep it inline.
-STATUS_SUBRESOURCE = frozenset({"jobs", *(kind.plural for kind in KINDS)})
-GROUP_VERSIONS = (BATCH, CUSTOM, PEERING)
+WORKLOADS = frozenset({"deployments", "replicasets", "statefulsets", "daemonsets"})
+STATUS_SUBRESOURCE = frozenset({"jobs", *WORKLOADS, *(kind.plural for kind in KINDS)})
+# Resources with a ``/scale`` subresource (autoscaling/v1 Scale over spec.replicas).
+SCALE_SUBRESOURCE = frozenset({"deployments", "replicasets", "statefulsets"})
+GROUP_VERSIONS = (APPS, BATCH, CUSTOM, PEERING, METRICS)
 # A Job's name is also its pods' ``job-name`` label value: a DNS label, not a subdomain.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -164,19 +186,60 @@ def status(code: int, reason: str, message: str) -> Obj:
     }
 
 
-def _labels_match(obj: Obj, selector: str) -> bool:
-    wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
-    labels = obj["metadata"].get("labels") or {}
-    return all(labels.get(key) == value for key, value in wanted.items())
+def _terms(selector: str) -> Iterator[tuple[str, str, str]]:
+    """(key, operator, value) of an equality-based selector: ``=``, ``==``, ``!=``,
+    ``key`` (exists) and ``!key`` (does not)."""
+    for term in filter(None, (part.strip() for part in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            yield key.strip(), "!=", value.strip()
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            yield key.strip(), "=", value.strip()
+        elif term.startswith("!"):
+            yield term[1:], "!", ""
+        else:
+            yield term, "exists", ""
 
 
-def _matches(obj: Obj, namespace: str | None, name: str | None, labels: str) -> bool:
+def _selected(values: Callable[[str], str | None], selector: str) -> bool:
+    for key, operator, value in _terms(selector):
+        found = values(key)
+        if (
+            (operator == "=" and found != value)
+            or (operator == "!=" and found == value)
+            or (operator == "exists" and found is None)
+            or (operator == "!" and found is not None)
+        ):
+            return False
+    return True
+
+
+def _field(obj: Obj, path: str) -> str | None:
+    node: Any = obj
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return None if node is None else str(node)
+
+
+def _matches(
+    obj: Obj, namespace: str | None, name: str | None, labels: str, fields: str = ""
+) -> bool:
     meta = obj["metadata"]
+    own = meta.get("labels") or {}
     return (
         (namespace is None or meta.get("namespace", "") == namespace)
         and name in (None, meta["name"])
-        and _labels_match(obj, labels)
+        and _selected(own.get, labels)
+        and _selected(lambda path: _field(obj, path), fields)
     )
+
+
+class LogKey(NamedTuple):
+    namespace: str
+    pod: str
+    container: str  # "" for a pod's only (or default) container
+    previous: bool  # the last terminated container's log (``?previous=true``)
 
 
 class Cluster:
@@ -189,11 +252,17 @@ class Cluster:
         self.oldest_version = 0
         self.objects: dict[Key, Obj] = {}
         self.log: list[tuple[int, str, str, Obj]] = []  # (rv, event type, plural, object)
-        self.pod_logs: dict[tuple[str, str], bytes] = {}
+        self.logs: dict[LogKey, str] = {}
+        # metrics.k8s.io items by plural ("pods", "nodes"), as PodMetrics/NodeMetrics.
+        self.metrics: dict[str, list[Obj]] = {"pods": [], "nodes": []}
+        # Namespaces where every request answers 403, as RBAC without a Role would.
+        self.forbidden: set[str] = set()
         self.requests: list[Call] = []
         self.created: list[Obj] = []  # bodies as clients (and ``create``) sent them
         self.deleted: list[tuple[str, str | None]] = []  # (name, propagationPolicy)
         self.status_patches: list[tuple[str, str, Obj]] = []  # (plural, name, patch)
+        # Patches of objects and of /scale as clients sent them: (plural, "ns/name", body).
+        self.patched: list[tuple[str, str, Obj]] = []
         self.failures: list[Failure] = []
         # (caller, plural) -> watch requests of that caller open now.
         self.open_watches: dict[tuple[str, str], int] = {}
@@ -211,6 +280,64 @@ class Cluster:
         self.created.clear()  # the cluster came with it; no client created it
 
     # -- what kubectl would do -------------------------------------------------------
+    def put(self, obj: Obj) -> Obj:
+        """Store ``obj`` (any known ``kind``) as it is, status included, as if applied
+        and reconciled; namespaced objects default to ``default``. Replaces one of the
+        same name."""
+        plural = PLURALS[obj["kind"]]
+        api_version, kind, namespaced = RESOURCES[plural]
+        obj = copy.deepcopy(obj)
+        obj.update(apiVersion=api_version, kind=kind)
+        meta = obj.setdefault("metadata", {})
+        namespace = meta.setdefault("namespace", "default") if namespaced else ""
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("generation", 1)
+        meta.setdefault("creationTimestamp", now())
+        with self.lock:
+            key = (plural, namespace, meta["name"])
+            self.store(key, obj, "MODIFIED" if key in self.objects else "ADDED")
+        return copy.deepcopy(obj)
+
+    def set_log(
+        self, namespace: str, pod: str, text: str, *, container: str = "", previous: bool = False
+    ) -> None:
+        with self.lock:
+            self.logs[LogKey(namespace, pod, container, previous)] = text
+
+    def set_metrics(self, plural: str, items: list[Obj]) -> None:
+        """Usage as ``kubectl top`` reads it: PodMetrics (``metadata``, ``containers[]``
+        with ``usage``) for "pods", NodeMetrics (``metadata``, ``usage``) for "nodes"."""
+        with self.lock:
+            self.metrics[plural] = [copy.deepcopy(item) for item in items]
+
+    def set_status(self, plural: str, namespace: str, name: str, status: Obj) -> None:
+        """Merge ``status`` into the object, as its controller would (not a client's patch)."""
+        with self.lock:
+            key = (plural, namespace, name)
+            obj = copy.deepcopy(self.objects[key])
+            obj["status"] = merge_patch(obj.get("status") or {}, status)
+            self.store(key, obj, "MODIFIED")
+
+    def load(self, state: Mapping[str, Any]) -> Cluster:
+        """A recorded scenario's cluster: ``objects`` (each with its ``kind``), ``logs``
+        (``namespace``, ``pod``, ``container``, ``previous``, ``text``), ``metrics``
+        (``pods``, ``nodes``) and ``forbidden`` namespaces."""
+        for obj in state.get("objects") or []:
+            self.put(obj)
+        for log in state.get("logs") or []:
+            self.set_log(
+                log.get("namespace", "default"),
+                log["pod"],
+                log.get("text", ""),
+                container=log.get("container", ""),
+                previous=bool(log.get("previous")),
+            )
+        for plural, items in (state.get("metrics") or {}).items():
+            self.set_metrics(plural, items or [])
+        with self.lock:
+            self.forbidden.update(state.get("forbidden") or [])
+        return self
+
     def create(self, plural: str, namespace: str, body: Obj) -> Obj:
         code, obj = self.post(plural, namespace, body)
         assert code == 201, obj
@@ -279,6 +406,35 @@ class Cluster:
             self.lock.notify_all()
 
     # -- the API -----------------------------------------------------------------------
+    def log_of(self, namespace: str, pod: str, container: str, previous: bool) -> str | None:
+        """The log ``GET .../pods/<pod>/log`` serves: the container's, else the pod's
+        only one; None when there is none (the API's 400)."""
+        with self.lock:
+            exact = self.logs.get(LogKey(namespace, pod, container, previous))
+            if exact is not None:
+                return exact
+            candidates = [
+                text
+                for key, text in self.logs.items()
+                if (key.namespace, key.pod, key.previous) == (namespace, pod, previous)
+                and (not container or not key.container)
+            ]
+            return candidates[0] if candidates else None
+
+    def usage(self, plural: str, namespace: str | None, name: str = "") -> list[Obj]:
+        """metrics.k8s.io items of ``plural`` in ``namespace`` (all when None)."""
+        with self.lock:
+            return [
+                copy.deepcopy(item)
+                for item in self.metrics.get(plural, [])
+                if (
+                    plural != "pods"
+                    or namespace is None
+                    or item["metadata"].get("namespace", "default") == namespace
+                )
+                and name in ("", item["metadata"]["name"])
+            ]
+
     def post(self, plural: str, namespace: str, body: Obj) -> tuple[int, Obj]:
         """Create, as ``POST`` does: 201 with the object, or the error Status."""
         api_version, kind, namespaced = RESOURCES[plural]
@@ -342,13 +498,19 @@ class Cluster:
             return copy.deepcopy(self.objects.get(key, updated))
 
     def listing(
-        self, plural: str, namespace: str | None, *, name: str | None = None, labels: str = ""
+        self,
+        plural: str,
+        namespace: str | None,
+        *,
+        name: str | None = None,
+        labels: str = "",
+        fields: str = "",
     ) -> tuple[list[Obj], int]:
         with self.lock:
             items = [
                 copy.deepcopy(obj)
                 for (p, _, _), obj in sorted(self.objects.items())
-                if p == plural and _matches(obj, namespace, name, labels)
+                if p == plural and _matches(obj, namespace, name, labels, fields)
             ]
             return items, self.version
 

@@ -184,7 +184,7 @@ class Kubelet(threading.Thread):
         if script.message:
             terminated["message"] = script.message
         pod["status"]["containerStatuses"] = [_container(terminated=terminated)]
-        self.cluster.pod_logs[(pod_key[1], pod_key[2])] = script.logs.encode()
+        self.cluster.set_log(pod_key[1], pod_key[2], script.logs)
         self.cluster.store(pod_key, pod, "MODIFIED")
         status = job["status"]
         status.update(active=0, ready=0, **({"succeeded": 1} if code == 0 else {"failed": 1}))

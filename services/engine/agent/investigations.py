@@ -5,7 +5,8 @@ the step's override), offers the step's tools (``remediate`` only when the step 
 it), and runs the model's loop when the Workflow has an ``llmConfig``, else the
 rule-based investigator. Either way it returns the result as the step's output; it
 raises only when the model provider fails or refuses (the step then fails with that
-reason), never for a tool.
+reason) and the Workflow did not ask for the rules to answer instead
+(``fallback_to_rules``), never for a tool.
 """
 
 from __future__ import annotations
@@ -36,9 +37,43 @@ class Investigation:
     timeout: float = 300.0
     template: str = ""
     llm: llm.LLMConfig | None = None
+    # ``runtime.llmConfig.fallback: rules``: when the model cannot answer (unreachable,
+    # hanging, its circuit open, refusing), the rule-based investigator answers instead
+    # of the step failing; the model then gets the investigation's time but a reserve.
+    fallback_to_rules: bool = False
     settings: ToolSettings = dataclasses.field(default_factory=ToolSettings)
     context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     actor: str = "agent"
+
+
+# Seconds of the investigation kept for the rules when the model may fail (at most a
+# third of it): enough for a template's first tool calls against a responsive API.
+RULES_RESERVE = 30.0
+
+
+def _by_rules_instead(
+    ledger: investigators.Ledger,
+    template: Any,
+    investigation: Investigation,
+    exc: Exception,
+) -> dict[str, Any]:
+    """The rules' result when the model failed; it says so, and why (``modelError``)."""
+    assert investigation.llm is not None
+    log.warning(
+        "model failed; the rules investigate instead",
+        extra={
+            "actor": investigation.actor,
+            "provider": investigation.llm.key(),
+            "error": str(exc),
+        },
+    )
+    result = investigators.investigate_by_rules(ledger, template, investigation.alert)
+    result["summary"] = (
+        f"The model could not answer ({exc}); the rule-based investigator did instead. "
+        + result["summary"]
+    )[:4000]
+    result["modelError"] = str(exc)[:2000]
+    return result
 
 
 def run(
@@ -78,20 +113,28 @@ def run(
         if investigation.llm is None:
             result = investigators.investigate_by_rules(ledger, template, investigation.alert)
         else:
-            model = model_factory(investigation.llm)
-            result = loop.investigate(
-                model,
-                investigation.llm,
-                ledger,
-                template,
-                investigation.alert,
-                goal=investigation.goal,
-                extra_prompt=investigation.prompt,
-                context=investigation.context,
-                max_iterations=investigation.max_iterations,
-                deadline=deadline,
-                breaker=breaker,
-            )
+            model_deadline = deadline
+            if investigation.fallback_to_rules:
+                model_deadline -= min(RULES_RESERVE, investigation.timeout / 3)
+            try:
+                model = model_factory(investigation.llm)
+                result = loop.investigate(
+                    model,
+                    investigation.llm,
+                    ledger,
+                    template,
+                    investigation.alert,
+                    goal=investigation.goal,
+                    extra_prompt=investigation.prompt,
+                    context=investigation.context,
+                    max_iterations=investigation.max_iterations,
+                    deadline=model_deadline,
+                    breaker=breaker,
+                )
+            except (llm.ModelError, llm.ModelUnavailableError) as exc:
+                if not investigation.fallback_to_rules:
+                    raise
+                result = _by_rules_instead(ledger, template, investigation, exc)
     finally:
         ctx.close()
     log.info(

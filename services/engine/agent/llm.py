@@ -36,6 +36,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from services.engine import metrics as engine_metrics
 from shared.errors import ConfigError, PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
@@ -208,10 +209,13 @@ def call(
             raise ModelUnavailableError("the step's time ran out before the model answered")
         started = time.monotonic()
         try:
-            # One request may not outlast the step either: the configured timeout or
-            # the time left, whichever is less (a late first turn left less).
+            # No request outlives the step's deadline: a hanging endpoint costs at most
+            # what is left, not ``request_timeout`` per attempt past it.
             answer = model.invoke(list(messages), timeout=min(config.request_timeout, left))
         except Exception as exc:  # every provider error is classified here, once
+            engine_metrics.metrics().model_failed(
+                config.provider, config.model, time.monotonic() - started
+            )
             retryable, reason = _classify(exc)
             seconds = round(time.monotonic() - started, 3)
             log.info(
@@ -230,5 +234,8 @@ def call(
                 ) from exc
             sleep(backoff)
             continue
+        engine_metrics.metrics().model_answered(
+            config.provider, config.model, time.monotonic() - started, answer
+        )
         breaker.success(key)
         return answer

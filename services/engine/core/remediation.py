@@ -28,6 +28,16 @@ ACTIONS: Mapping[str, frozenset[str]] = {
     "scale": frozenset({"deployment", "statefulset"}),
     "cordon": frozenset({"node"}),
 }
+# How much a change hurts if it is the wrong one, as whoever approves it weighs it: a
+# pod its controller recreates, then every pod of one workload (a rolling restart, a
+# new replica count), then every workload on a node (cordon). Unknown actions are
+# refused anyway; they count as high.
+RISKS: Mapping[str, str] = {
+    "delete-pod": "low",
+    "restart-rollout": "medium",
+    "scale": "medium",
+    "cordon": "high",
+}
 # Namespaces no policy can open: the cluster's own machinery.
 ALWAYS_PROTECTED = frozenset({"kube-system"})
 _NEVER = ("namespace", "node")
@@ -72,6 +82,11 @@ class Request:
 class Decision:
     verdict: Verdict
     why: str
+
+
+def risk(action: str) -> str:
+    """``low``, ``medium`` or ``high``: what the change can break if it is wrong."""
+    return RISKS.get(action.strip().lower(), "high")
 
 
 def decide(request: Request, policy: RemediationPolicy, *, approval_required: bool) -> Decision:

@@ -14,7 +14,9 @@ values never become instructions (``agent/prompts.py``).
 
 Failures: a model that refuses (``ModelError``) or a configuration that cannot be used
 (an unknown template, an unreadable API key) fail the step at once; an unreachable
-model is a temporary failure, retried as the step's ``retries`` say. A tool never
+model is a temporary failure, retried as the step's ``retries`` say. With
+``llmConfig.fallback: rules`` a model that cannot answer does not fail the step: the
+rule-based investigator answers, and the result says why (``modelError``). A tool never
 fails the step: what it could not check is in the result.
 
 What this module must not do: talk to the database. An action that needs approval
@@ -136,6 +138,7 @@ class AgentExecutor(registries.StepExecutor):
             timeout=timeout,
             template=str(config.get("template") or ""),
             llm=llm_config(workflow.runtime.llm_config, workflow.namespace, ctx.secrets, timeout),
+            fallback_to_rules=(workflow.runtime.llm_config or {}).get("fallback") == "rules",
             settings=tool_settings(
                 workflow.runtime.tools, settings.kubernetes_api_url if settings else ""
             ),

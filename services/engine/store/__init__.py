@@ -55,6 +55,7 @@ class Store:
     claim = staticmethod(steps.claim)
     heartbeat = staticmethod(steps.heartbeat)
     release_abandoned = staticmethod(recovery.release_abandoned)
+    interrupted_changes = staticmethod(recovery.interrupted_changes)
     forgotten_starts = staticmethod(recovery.forgotten_starts)
     stalled = staticmethod(recovery.stalled)
     # The workflow moves the alert (a verified fix resolves it: ``auto_resolved``).

@@ -14,12 +14,32 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.engine.store.tables import RUNS, STEPS
+from services.engine.store.tables import APPROVALS, RUNS, STEPS
+from shared.approvals import Status as ApprovalStatus
 from shared.domain.runs import RunPhase, StepPhase
+
+# The step is making an approved change (``engine.resume_step`` claimed it).
+_MAKING_A_CHANGE = (
+    sa.select(APPROVALS.c.id)
+    .where(
+        APPROVALS.c.run_id == STEPS.c.run_id,
+        APPROVALS.c.step_index == STEPS.c.index,
+        APPROVALS.c.status == ApprovalStatus.EXECUTING,
+    )
+    .correlate(STEPS)
+)
+
+
+def _lost(
+    row: Any, now: dt.datetime, is_dead: Callable[[str | None], bool], trust_leases: bool
+) -> bool:
+    expired = row.lease_until is None or (trust_leases and row.lease_until <= now)
+    return expired or is_dead(row.worker)
 
 
 def release_abandoned(
@@ -32,7 +52,8 @@ def release_abandoned(
     """Steps Running past their lease or with a dead owner, put back to Pending.
 
     Returns (run_id, index) to re-drive. The compare-and-set on the worker and
-    attempt keeps two recovering workers from both re-driving one step.
+    attempt keeps two recovering workers from both re-driving one step. A step lost
+    while making an approved change is not among them: see ``interrupted_changes``.
     ``trust_leases=False`` (just after a database outage, when no owner could
     renew its lease) releases only steps whose owner is known to be dead.
     """
@@ -46,12 +67,15 @@ def release_abandoned(
             STEPS.c.lease_until,
         )
         .join(RUNS, RUNS.c.id == STEPS.c.run_id)
-        .where(STEPS.c.phase == StepPhase.RUNNING, RUNS.c.phase == RunPhase.RUNNING)
+        .where(
+            STEPS.c.phase == StepPhase.RUNNING,
+            RUNS.c.phase == RunPhase.RUNNING,
+            ~_MAKING_A_CHANGE.exists(),
+        )
     ).all()
     released = []
     for row in rows:
-        expired = row.lease_until is None or (trust_leases and row.lease_until <= now)
-        if not (expired or is_dead(row.worker)):
+        if not _lost(row, now, is_dead, trust_leases):
             continue
         result = session.execute(
             sa.update(STEPS)
@@ -70,6 +94,44 @@ def release_abandoned(
         if result.rowcount == 1:  # type: ignore[attr-defined]
             released.append((row.run_id, int(row._mapping["index"])))
     return released
+
+
+def interrupted_changes(
+    session: Session,
+    now: dt.datetime,
+    is_dead: Callable[[str | None], bool],
+    *,
+    trust_leases: bool = True,
+) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """Approved changes whose worker was lost while making them: (approval, run, index).
+
+    The step is Running past its lease (or its owner died) and its approval is
+    ``executing``: the change may have been made, half made or not made. Releasing
+    the step would run the investigation again (and maybe ask for the change again)
+    or, worse, repeat a destructive action on an approval given for one attempt, so
+    the caller resolves each one honestly instead (``approvals.interrupted``: the
+    approval ``unknown``, the step failed with what to check).
+    """
+    rows = session.execute(
+        sa.select(
+            APPROVALS.c.id, STEPS.c.run_id, STEPS.c.index, STEPS.c.worker, STEPS.c.lease_until
+        )
+        .join(
+            STEPS,
+            sa.and_(STEPS.c.run_id == APPROVALS.c.run_id, STEPS.c.index == APPROVALS.c.step_index),
+        )
+        .join(RUNS, RUNS.c.id == STEPS.c.run_id)
+        .where(
+            APPROVALS.c.status == ApprovalStatus.EXECUTING,
+            STEPS.c.phase == StepPhase.RUNNING,
+            RUNS.c.phase == RunPhase.RUNNING,
+        )
+    ).all()
+    return [
+        (row.id, row.run_id, int(row._mapping["index"]))
+        for row in rows
+        if _lost(row, now, is_dead, trust_leases)
+    ]
 
 
 def forgotten_starts(session: Session, now: dt.datetime, stall_seconds: float) -> list[uuid.UUID]:

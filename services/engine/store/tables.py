@@ -12,13 +12,14 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from shared.db.models import Alert, Resource, SinkDelivery, StepRun, WorkflowRun
+from shared.db.models import Alert, Approval, Resource, SinkDelivery, StepRun, WorkflowRun
 
 RUNS = cast(sa.Table, WorkflowRun.__table__)
 STEPS = cast(sa.Table, StepRun.__table__)
 ALERTS = cast(sa.Table, Alert.__table__)
 DELIVERIES = cast(sa.Table, SinkDelivery.__table__)
 RESOURCES = cast(sa.Table, Resource.__table__)
+APPROVALS = cast(sa.Table, Approval.__table__)
 
 
 def bind(column: sa.Column[Any]) -> sa.BindParameter[Any]:

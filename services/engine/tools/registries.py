@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TypeVar
 
 import jsonschema
 
+from services.engine import metrics as engine_metrics
 from services.engine.core.remediation import RemediationPolicy
 from shared.errors import PermanentError, TemporaryError
 
@@ -203,6 +204,9 @@ class Tool(abc.ABC):
         seconds = round(time.monotonic() - started, 4)
         text = result.text if len(result.text) <= MAX_TEXT else _clip(result.text)
         result = dataclasses.replace(result, text=text, seconds=seconds)
+        recorded = engine_metrics.metrics()
+        recorded.tool_calls.labels(self.name, result.status.value).inc()
+        recorded.tool_duration.labels(self.name).observe(seconds)
         log.info(
             "tool call",
             extra={

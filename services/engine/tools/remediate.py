@@ -38,6 +38,7 @@ def record(
         "request": request.as_dict(),
         "decision": verdict,
         "why": why,
+        "risk": remediation.risk(request.action),
     }
     ctx.decisions.append(entry)
     return entry

@@ -3,47 +3,13 @@ the real LangChain loop: it reads the cluster once and submits an honest non-ans
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import harness
-import pytest
 
 from services.engine.agent import investigations, llm
-from tests.functional.ingest.ingestserver import free_port
-from tests.support.waiting import wait_for
 
 REPO = Path(__file__).parents[3]
-
-
-@pytest.fixture
-def standin() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.standins.llm", "--bind", f"127.0.0.1:{port}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 20, "the stand-in model to listen")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_the_standin_reads_the_cluster_and_escalates(standin: str) -> None:
@@ -67,4 +33,4 @@ def test_the_standin_reads_the_cluster_and_escalates(standin: str) -> None:
         ("kubectl", {"verb": "get", "kind": "pod", "namespace": "shop"}, "ok")
     ]
     assert "web-7d9f-abcde" in result["findings"][0]["detail"]
-    assert any("/namespaces/shop/pods" in path for _, path in cluster.requests)
+    assert any(call.path.endswith("/namespaces/shop/pods") for call in cluster.requests)

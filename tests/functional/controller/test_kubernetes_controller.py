@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,43 @@ def test_no_authentication_is_reported_as_a_warning_condition(
     authenticated = controller.condition("sources", "am", "Authenticated")
     assert authenticated["status"] == "False"
     assert authenticated["reason"] == "AuthenticationDisabled"
+
+
+def test_kopf_handlers_count_reconciliations_on_metrics(
+    cluster: KubeApiDouble, sqlite_url: str, make_settings: Any
+) -> None:
+    from tests.support.scrape import free_port, scrape
+
+    port = free_port()
+    running = Controller(cluster, sqlite_url, make_settings)
+    running.config = make_settings(
+        PF_DATABASE_URL=sqlite_url,
+        # No timer refreshes during the test: each count is one event.
+        PF_CONTROLLER_STATUS_INTERVAL="3600",
+        PF_CONTROLLER_WATCH_TIMEOUT="5",
+        PF_CONTROLLER_POST_EVENTS="false",
+        PF_CONTROLLER_METRICS_BIND=f"127.0.0.1:{port}",
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    name = "punchingfist_controller_reconciles_total"
+    running.start()
+    try:
+        # The counters are the process's (one registry): count from here.
+        before = scrape(url)
+
+        def count(kind: str, result: str) -> float:
+            return scrape(url).value(name, kind=kind, mode="kubernetes", result=result) - (
+                before.value(name, kind=kind, mode="kubernetes", result=result)
+            )
+
+        cluster.state.create("sources", "default", source())  # its Workflow is missing
+        wait_for(lambda: count("Source", "not_ready") == 1, what="the Source counted not ready")
+        cluster.state.create("workflows", "default", WORKFLOW)
+        wait_for(lambda: count("Workflow", "ready") == 1, what="the Workflow counted ready")
+        assert count("Source", "ready") == 0
+    finally:
+        running.stop()
+        running.engine.dispose()
+    # The endpoint goes with the controller.
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        scrape(url, timeout=2)

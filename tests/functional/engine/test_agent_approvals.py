@@ -27,8 +27,8 @@ from test_agent_steps import ANSWER, scenario
 from shared.queueing import RESUME_STEP
 from tests.functional.ingest.conftest import API_TOKEN
 from tests.functional.ingest.ingestserver import Ingest, running_ingest
+from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel, call
-from tests.support.scenario_cluster import Cluster
 from tests.support.waiting import wait_for
 
 RESTART = {
@@ -60,8 +60,8 @@ def cluster() -> Iterator[Cluster]:
             "spec": {"replicas": 2},
         },
     ]
-    with Cluster.from_scenario(data) as served:
-        yield served
+    with KubeApiDouble() as api:
+        yield api.state.load(data["cluster"])
 
 
 @pytest.fixture
@@ -154,15 +154,20 @@ def play_the_deployment_controller(cluster: Cluster) -> threading.Thread:
     def roll() -> None:
         wait_for(lambda: cluster.patched, 60, "the rollout restart")
         time.sleep(0.5)
-        with cluster.lock:
-            web = cluster.get("Deployment", "shop", "web")
-            assert web is not None
-            web["status"] = {
+        web = cluster.get("deployments", "shop", "web")
+        assert web is not None
+        cluster.set_status(
+            "deployments",
+            "shop",
+            "web",
+            {
+                "observedGeneration": web["metadata"]["generation"],
                 "replicas": 2,
                 "readyReplicas": 2,
                 "availableReplicas": 2,
                 "updatedReplicas": 2,
-            }
+            },
+        )
 
     thread = threading.Thread(target=roll, daemon=True)
     thread.start()
@@ -184,6 +189,19 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     assert step.phase == "WaitingApproval"
     assert step.output["actionsTaken"][0]["decision"] == "approval_required"
     assert cluster.patched == []
+    # The run's detail shows what waits for whom, with its risk and deadline.
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert {k: shown[k] for k in ("id", "step", "status", "action", "risk", "reason")} == {
+        "id": approval["id"],
+        "step": "investigate",
+        "status": "pending",
+        "action": "restart-rollout",
+        "risk": "medium",
+        "reason": RESTART["reason"],
+    }
+    assert shown["expiresAt"] == approval["expiresAt"]
+    assert shown["decidedBy"] is None
+    assert shown["decidedAt"] is None
     # Nobody without the token decides; bad input is refused and changes nothing.
     assert decide(ingest, approval["id"], token="wrong", decision="approve", by="x").status == 401
     bad = decide(ingest, approval["id"], decision="maybe", by="ana")
@@ -208,7 +226,12 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     controller.join(5)
     assert run.phase == "Succeeded", (run.error, worker_process.log()[-3000:])
     redis_app.send_task(RESUME_STEP, args=[approval["id"]], queue="engine")
-    time.sleep(1.0)
+    # Both redelivered resumes were dropped (the original one made the change).
+    wait_for(
+        lambda: worker_process.log().count("resume_step: nothing to do") >= 2,
+        30,
+        "both redelivered resumes to be dropped",
+    )
     restarts = [p for p in cluster.patched if p[0] == "deployments"]
     assert len(restarts) == 1, cluster.patched
     assert "kubectl.kubernetes.io/restartedAt" in json.dumps(restarts[0][2])
@@ -228,6 +251,16 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     assert alert.status == "resolved"
     assert alert.auto_resolved is True
     assert ingest.get("/api/v1/approvals").body["approvals"] == []
+    # The run's detail, and the alert's, keep the decision and what came of it.
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert shown["status"] == "executed"
+    assert shown["decidedBy"] == "ana"
+    assert shown["comment"] == "go"
+    assert shown["decidedAt"] is not None
+    assert shown["completedAt"] is not None
+    assert shown["result"]["verified"] is True
+    (alert_run,) = ingest.get(f"/api/v1/alerts/{alert.id}").body["workflowRuns"]
+    assert alert_run["approvals"] == [shown]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -252,6 +285,8 @@ def test_a_denied_change_ends_the_run_without_it(
     assert [s.phase for s in steps] == ["Succeeded", "Pending"]
     assert steps[0].output["approval"]["status"] == "denied"
     assert steps[0].output["actionsTaken"][-1]["decision"] == "denied"
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert (shown["status"], shown["decidedBy"], shown["comment"]) == ("denied", "ana", "not now")
     # The run's end does not escalate: a delivery that tells a person does (notifier).
     assert harness.alert(run_id).status == "triaging"
 
@@ -274,3 +309,53 @@ def test_an_undecided_change_expires_and_the_run_ends_without_it(
     assert late.status == 409
     assert "expired" in late.body["error"]
     assert harness.steps(run_id)[0].output["approval"]["status"] == "expired"
+
+
+def test_a_worker_killed_while_making_an_approved_change_never_makes_it_again(
+    harness: Harness,
+    redis_app: Celery,
+    worker_process: WorkerProcess,
+    doubles: Doubles,
+) -> None:
+    """SIGKILL the worker after the change reached the API, while it verifies: on
+    restart, recovery does not run the step (or the change) again; the approval is
+    ``unknown`` and the step fails saying what to check."""
+    cluster, model, ingest = doubles.cluster, doubles.model, doubles.ingest
+    run_id = start(harness, redis_app, worker_process, cluster, model)
+    approval = paused(harness, ingest, run_id)
+    assert decide(ingest, approval["id"], decision="approve", by="ana").status == 200
+    # Nobody plays the Deployment controller: the worker waits for a healthy rollout.
+    wait_for(lambda: cluster.patched, 30, "the rollout restart")
+    worker_process.kill()
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert shown["status"] == "executing"
+
+    worker_process.start()
+    run = harness.wait_finished(run_id, timeout=60)
+    assert run.phase == "Failed", (run.message, worker_process.log()[-3000:])
+    assert "was lost while making the approved change restart-rollout deployment shop/web" in (
+        run.error or ""
+    )
+    assert "whether it was made is unknown, and it was not tried again" in (run.error or "")
+    (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
+    assert shown["status"] == "unknown"
+    assert shown["completedAt"] is not None
+    assert "was lost" in shown["result"]["error"]
+    steps = harness.steps(run_id)
+    assert [(s.name, s.phase) for s in steps] == [("investigate", "Failed"), ("after", "Skipped")]
+    result = steps[0].output
+    assert result["approval"]["status"] == "unknown"
+    assert result["escalate"] is True
+    assert [a["decision"] for a in result["actionsTaken"]] == ["approval_required", "unknown"]
+    # The investigation was not run again: the model was asked twice, before the pause.
+    assert len(model.requests) == 2
+    # A late redelivery of the resume finds nothing to do.
+    redis_app.send_task(RESUME_STEP, args=[approval["id"]], queue="engine")
+    wait_for(
+        lambda: worker_process.log().count("resume_step: nothing to do") >= 1,
+        30,
+        "the redelivered resume to be dropped",
+    )
+    assert [p for p in cluster.patched if p[0] == "deployments"] == [cluster.patched[0]]
+    assert len(cluster.patched) == 1
+    assert harness.alert(run_id).status == "triaging"

@@ -1,10 +1,8 @@
 """Agent steps through a real engine worker: rules against the Kubernetes API double,
 a model's loop against the scripted OpenAI-compatible server.
 
-The cluster is ``tests/support/scenario_cluster.py`` serving the eval's crashloop
-scenario, not the suite's unified double (``kube_api.py``): the unified double has no
-``apps/v1`` workloads, metrics API, ``scale`` subresource or previous-container logs,
-which the agent's tools read.
+The cluster is the suite's Kubernetes API double (``tests/support/kube_api.py``)
+loaded with the eval's crashloop scenario.
 """
 
 from __future__ import annotations
@@ -19,8 +17,8 @@ import yaml
 from celery import Celery
 from enginekit import REPO, Harness, WorkerProcess, start_run
 
+from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel, call, tool_results
-from tests.support.scenario_cluster import Cluster
 
 SCENARIOS = REPO / "tests" / "evals" / "scenarios"
 POD = {"kind": "pod", "name": "web-7d9f-abcde", "namespace": "shop"}
@@ -54,8 +52,8 @@ def scenario(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    with Cluster.from_scenario(scenario("crashloop")) as served:
-        yield served
+    with KubeApiDouble() as api:
+        yield api.state.load(scenario("crashloop")["cluster"])
 
 
 def workflow(runtime: dict[str, Any] | None = None, **step: Any) -> dict[str, Any]:
@@ -113,8 +111,8 @@ def test_a_rules_investigation_runs_as_a_step_of_a_worker(
     assert run.outputs["category"] == "crashloop"
     # It followed the evidence: the crashed container's previous log was read.
     assert any(
-        "/pods/web-7d9f-abcde/log" in path and "previous=true" in path
-        for _, path in cluster.requests
+        call.path.endswith("/pods/web-7d9f-abcde/log") and call.query.get("previous") == ["true"]
+        for call in cluster.requests
     )
     assert {c["tool"] for c in result["toolCalls"]} == {"kubectl"}
     assert [c["status"] for c in result["toolCalls"]] == ["ok", "ok", "error"]

@@ -236,3 +236,17 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_nan_is_rejected(variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         settings.from_env({variable: "nan"})
+
+
+@pytest.mark.parametrize(
+    "name", ["PF_ENGINE_METRICS_BIND", "PF_NOTIFIER_METRICS_BIND", "PF_CONTROLLER_METRICS_BIND"]
+)
+def test_metrics_binds_are_off_by_default_and_checked(name: str) -> None:
+    group = name.split("_")[1].lower()
+    assert getattr(settings.from_env({}), group).metrics_bind == ""
+    given = settings.from_env({name: "0.0.0.0:9100"})
+    assert getattr(given, group).metrics_bind == "0.0.0.0:9100"
+    assert settings.split_host_port("[::]:9100") == ("::", 9100)
+    for wrong in ("9100", "0.0.0.0:", "0.0.0.0:port", ":9100", "host:70000"):
+        with pytest.raises(ConfigError, match=name):
+            settings.from_env({name: wrong})
