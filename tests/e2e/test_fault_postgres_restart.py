@@ -1,10 +1,10 @@
-"""Fault: PostgreSQL restarted during a run (a private ``pg_ctl`` cluster of the test's own).
+"""Fault: PostgreSQL restarted during a run (the harness's private server, ``postgres="private"``).
 
-The run's step is held open; PostgreSQL is stopped (``fast``: every session is ended,
-as in a restart or a failover); the step's command finishes while the database is
-down, so its result cannot be recorded yet, and PostgreSQL stays down until the step's
-lease has run out; then PostgreSQL is started again. With no
-manual step (no process restarted, nothing replayed by hand) the run must finish,
+The run's step is held open; PostgreSQL is stopped (every session is ended, as in a
+restart or a failover); the step's command finishes while the database is down, so
+its result cannot be recorded yet, and PostgreSQL stays down until the step's lease
+has run out; then PostgreSQL is started again. With no manual step (no process
+restarted, nothing replayed by hand) the run must finish,
 its step must not be run again, and ingest, the controller, the engine and the
 notifier must go on: a second alert fired through AlertManager after the restart runs
 to the end too, and Slack has one parent per alert.
@@ -13,14 +13,12 @@ to the end too, and Slack has one parent per alert.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.faults_support import PostgresUnavailableError, PrivatePostgres, ledger
+from tests.e2e.faults_support import ledger
 from tests.e2e.harness import Pipeline
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,19 +29,6 @@ LEASE_SLACK = dt.timedelta(seconds=1)
 
 def _alert(gate: str) -> dict[str, Any]:
     return {"labels": {"alertname": "GatedFault", "severity": "warning", "gate": gate}}
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """Requested before ``pipeline_for``, so it stops after the pipeline dropped its database."""
-    try:
-        cluster = PrivatePostgres()
-    except PostgresUnavailableError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    with cluster.running():
-        yield cluster
 
 
 def _run_of(pipeline: Pipeline, gate: str) -> str:
@@ -58,14 +43,14 @@ def _run_of(pipeline: Pipeline, gate: str) -> str:
 
 
 def test_postgres_restarted_during_a_run_the_services_recover_on_their_own(
-    private_postgres: PrivatePostgres, pipeline_for: Any, tmp_path: Path
+    pipeline_for: Any, tmp_path: Path
 ) -> None:
     steps = tmp_path / "steps"
     steps.mkdir()
     pipeline: Pipeline = pipeline_for(
         "fault-crash",
         env={"TMPDIR": str(steps)},
-        postgres_admin_url=private_postgres.admin_url,
+        postgres="private",
         database_prefix="ft_",
     )
     pipeline.fire(_alert("a"))
@@ -76,7 +61,7 @@ def test_postgres_restarted_during_a_run_the_services_recover_on_their_own(
     )
     if lease_until.tzinfo is None:  # stored as UTC
         lease_until = lease_until.replace(tzinfo=dt.UTC)
-    private_postgres.stop("fast")
+    pipeline.stop("postgres")
     (steps / "go-a").touch()
     # The step's command is over while the database is down, and the database stays
     # down until the step's lease has run out (no heartbeat could renew it).
@@ -86,7 +71,7 @@ def test_postgres_restarted_during_a_run_the_services_recover_on_their_own(
         "the step's lease to run out while the database is down",
         30,
     )
-    private_postgres.start()
+    pipeline.start_again("postgres")
 
     run = pipeline.wait_run_finished(run_a, timeout=90)
     assert run["phase"] == "Succeeded", run
@@ -105,8 +90,12 @@ def test_postgres_restarted_during_a_run_the_services_recover_on_their_own(
     assert ledger(steps / "done") == [run_a, run_b]
     assert pipeline.count("workflow_runs") == 2
     assert len(pipeline.slack.parents()) == 2
-    # No manual step: every process the harness started is the one still running.
-    restarted = {name: p.pids for name, p in pipeline.processes.items() if len(p.pids) != 1}
+    # No manual step: every process but PostgreSQL is the one first started.
+    restarted = {
+        name: p.pids
+        for name, p in pipeline.processes.items()
+        if name != "postgres" and len(p.pids) != 1
+    }
     assert restarted == {}
     stopped = [name for name, p in pipeline.processes.items() if not p.running()]
     assert stopped == []
