@@ -72,6 +72,11 @@ def make_celery(settings: Settings, name: str = "punchingfist") -> Celery:
         from shared.transports import EmbeddedSQLTransport
 
         broker, transport = broker.removeprefix("sqla+"), EmbeddedSQLTransport
+    elif broker.startswith(("redis://", "rediss://")):
+        # Survives Redis restarting during a task (see shared.transports).
+        from shared.transports import RedisTransport
+
+        transport = RedisTransport
     app = Celery(name, broker=broker, set_as_current=False)
     app.conf.update(
         broker_transport=transport,

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
+import time
 import uuid
 
 from celery import Celery
@@ -24,6 +26,7 @@ from services.engine import approvals as engine_approvals
 from services.engine import tasks
 from services.engine.runtime import Runtime, is_dead, runtime_for
 from shared import approvals, metrics, outbox, queueing
+from shared.db import engines
 from shared.db.models import utcnow
 from shared.settings import Settings
 
@@ -58,20 +61,44 @@ def _start_housekeeping(app: Celery) -> None:
 
 
 class Housekeeping(threading.Thread):
-    """Re-drives abandoned steps and stalled runs, once at start and then periodically."""
+    """Re-drives abandoned steps and stalled runs, once at start and then periodically.
+
+    After a pass failed because the database could not be reached, leases are not
+    trusted for one lease's length: no owner could renew its lease during the outage,
+    and a worker holding a finished step's result (``tasks._when_reachable``) must
+    get to write it before the step is taken from it and run again. Steps whose
+    owner is known to be dead are released at once as always. Every worker's pass
+    fails during an outage longer than the recovery interval, which is shorter than
+    a lease, so every worker sees the outage that matters.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(name="engine-recovery", daemon=True)
         self._runtime = runtime
         self._stopped = threading.Event()
+        # Monotonic time before which leases are not trusted; inf during an outage.
+        self._leases_trusted_at = 0.0
 
     def run(self) -> None:
         interval = self._runtime.settings.engine.recovery_interval
+        lease = self._runtime.settings.engine.lease_seconds
         while True:
+            outage = math.isinf(self._leases_trusted_at)
             try:
-                recover_once(self._runtime)
-            except Exception:  # the thread must outlive a database hiccup
+                recover_once(
+                    self._runtime, trust_leases=time.monotonic() >= self._leases_trusted_at
+                )
+            except Exception as exc:  # the thread must outlive a database hiccup
+                if engines.unreachable(exc):
+                    self._leases_trusted_at = math.inf
                 log.exception("engine recovery pass failed")
+            else:
+                if outage:
+                    self._leases_trusted_at = time.monotonic() + lease
+                    log.info(
+                        "database reachable again; expired leases honoured after one lease",
+                        extra={"lease_seconds": lease},
+                    )
             if self._stopped.wait(interval):
                 return
 
@@ -79,14 +106,20 @@ class Housekeeping(threading.Thread):
         self._stopped.set()
 
 
-def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
+def recover_once(
+    runtime: Runtime, now: dt.datetime | None = None, *, trust_leases: bool = True
+) -> int:
     """One recovery pass; returns how many chains were re-driven."""
     now = now or utcnow()
     engine_settings = runtime.settings.engine
     with runtime.units.begin() as unit:
-        todo = runtime.store.release_abandoned(unit.session, now, is_dead)
+        todo = runtime.store.release_abandoned(
+            unit.session, now, is_dead, trust_leases=trust_leases
+        )
         # Changes whose worker was lost mid-way: never made again, the step fails.
-        for found in runtime.store.interrupted_changes(unit.session, now, is_dead):
+        for found in runtime.store.interrupted_changes(
+            unit.session, now, is_dead, trust_leases=trust_leases
+        ):
             resolved = engine_approvals.interrupted(
                 unit.session, runtime.store, found, now=now, backoff=runtime.backoff
             )

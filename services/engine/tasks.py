@@ -25,9 +25,11 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
+import tenacity
 from celery import Celery, Task
 
 from services.engine import approvals
@@ -39,6 +41,7 @@ from services.engine.steps import registries
 from services.engine.store import Loaded
 from shared import approvals as approvals_shared
 from shared import logs, units
+from shared.db import engines
 from shared.db.models import utcnow
 from shared.domain.alerts import AlertStatus
 from shared.domain.notifications import Event
@@ -46,6 +49,13 @@ from shared.domain.runs import RunPhase, StepPhase
 from shared.queueing import RESUME_STEP, RUN_STEP, START_WORKFLOW, START_WORKFLOWS
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Seconds a finished step's result is kept, and its write tried again, while the
+# database cannot be reached (a restart or failover takes seconds to a minute);
+# between tries at most RECORD_RETRY_MAX_DELAY seconds.
+RECORD_RETRY_SECONDS = 600.0
+RECORD_RETRY_MAX_DELAY = 2.0
 
 
 class EngineTask(Task):  # type: ignore[misc]
@@ -163,32 +173,86 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
         assert executor is not None
         with _heartbeat(runtime, loaded.state.id, me, attempt):
             outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
-        if outcome.ok and outcome.output.get("pendingApproval"):
+        done = outcome
+        if done.ok and done.output.get("pendingApproval"):
             # A change waits for a human: the run pauses here and this chain ends;
             # ``resume_step`` carries the run on once the approval is decided.
-            with runtime.units.begin() as unit:
-                now = utcnow()
-                approval_id = approvals.pause(
-                    unit.session, loaded, attempt=attempt, worker=me, output=outcome.output, now=now
-                )
-                if approval_id is not None:
-                    # The people who decide hear of it from the Workflow's Sinks (the
-                    # Slack message with the buttons), in the pause's transaction.
-                    unit.publish_after_commit(
-                        runtime.store.notify(
-                            unit.session,
-                            loaded.run_id,
-                            loaded.workflow.sinks,
-                            event=Event.APPROVAL_REQUESTED,
-                            event_id=str(approval_id),
-                            now=now,
-                        )
+
+            def pause() -> None:
+                with runtime.units.begin() as unit:
+                    now = utcnow()
+                    approval_id = approvals.pause(
+                        unit.session,
+                        loaded,
+                        attempt=attempt,
+                        worker=me,
+                        output=done.output,
+                        now=now,
                     )
+                    if approval_id is not None:
+                        # The people who decide hear of it from the Workflow's Sinks (the
+                        # Slack message with the buttons), in the pause's transaction.
+                        unit.publish_after_commit(
+                            runtime.store.notify(
+                                unit.session,
+                                loaded.run_id,
+                                loaded.workflow.sinks,
+                                event=Event.APPROVAL_REQUESTED,
+                                event_id=str(approval_id),
+                                now=now,
+                            )
+                        )
+
+            _when_reachable(pause)
             task.stop_chain()
             return
-        with runtime.units.begin() as unit:
-            result = _record(runtime, unit, loaded, attempt=attempt, me=me, outcome=outcome)
+
+        def record() -> _Result:
+            with runtime.units.begin() as unit:
+                return _record(runtime, unit, loaded, attempt=attempt, me=me, outcome=done)
+
+        result = _when_reachable(record)
     _after_commit(task, result)
+
+
+def _when_reachable(write: Callable[[], _T]) -> _T:
+    """``write()``, again and again while the database cannot be reached.
+
+    Used for the result of a step that has done its work: failing the task would
+    lose the result, and the recovery pass would run the step a second time (a
+    restart, a page, a model's tokens). The step keeps its claim meanwhile (the
+    record is a compare-and-set on worker and attempt), and the recovery pass gives
+    claims a lease's grace after an outage (``app.Housekeeping``) so that the owner
+    gets to write first. Past ``RECORD_RETRY_SECONDS`` the error is raised and the
+    step is re-driven as for a lost worker.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_database_unreachable),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=RECORD_RETRY_MAX_DELAY),
+        stop=tenacity.stop_after_delay(RECORD_RETRY_SECONDS),
+        before_sleep=_say_kept,
+        reraise=True,
+    )
+    written = retrying(write)
+    if retrying.statistics.get("attempt_number", 1) > 1:
+        log.info(
+            "step result written after the database came back",
+            extra={"tries": retrying.statistics["attempt_number"]},
+        )
+    return written
+
+
+def _database_unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.SQLAlchemyError) and engines.unreachable(exc)
+
+
+def _say_kept(state: tenacity.RetryCallState) -> None:
+    if state.attempt_number == 1:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "database unreachable; the step's result is kept until it can be written",
+            extra={"error": str(getattr(exc, "orig", None) or exc)[:500]},
+        )
 
 
 def _bind_loaded(loaded: Loaded) -> None:

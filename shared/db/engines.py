@@ -124,3 +124,20 @@ def write_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[None]:
     if engine.url.database == ":memory:":
         return contextlib.nullcontext()
     return _flocked(engine.url.database + ".writelock")
+
+
+# Errors that say the database cannot be reached now (down, restarting, a dropped
+# connection), not that it refuses what was asked: the same statement may succeed
+# once it is back.
+UNREACHABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means "try again when the database is back"."""
+    invalidated = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    return invalidated or isinstance(exc, UNREACHABLE)

@@ -35,18 +35,27 @@ _MAKING_A_CHANGE = (
 )
 
 
-def _lost(row: Any, now: dt.datetime, is_dead: Callable[[str | None], bool]) -> bool:
-    return row.lease_until is None or row.lease_until <= now or is_dead(row.worker)
+def _lost(
+    row: Any, now: dt.datetime, is_dead: Callable[[str | None], bool], trust_leases: bool
+) -> bool:
+    expired = row.lease_until is None or (trust_leases and row.lease_until <= now)
+    return expired or is_dead(row.worker)
 
 
 def release_abandoned(
-    session: Session, now: dt.datetime, is_dead: Callable[[str | None], bool]
+    session: Session,
+    now: dt.datetime,
+    is_dead: Callable[[str | None], bool],
+    *,
+    trust_leases: bool = True,
 ) -> list[tuple[uuid.UUID, int]]:
     """Steps Running past their lease or with a dead owner, put back to Pending.
 
     Returns (run_id, index) to re-drive. The compare-and-set on the worker and
     attempt keeps two recovering workers from both re-driving one step. A step lost
     while making an approved change is not among them: see ``interrupted_changes``.
+    ``trust_leases=False`` (just after a database outage, when no owner could
+    renew its lease) releases only steps whose owner is known to be dead.
     """
     rows = session.execute(
         sa.select(
@@ -66,7 +75,7 @@ def release_abandoned(
     ).all()
     released = []
     for row in rows:
-        if not _lost(row, now, is_dead):
+        if not _lost(row, now, is_dead, trust_leases):
             continue
         result = session.execute(
             sa.update(STEPS)
@@ -88,7 +97,11 @@ def release_abandoned(
 
 
 def interrupted_changes(
-    session: Session, now: dt.datetime, is_dead: Callable[[str | None], bool]
+    session: Session,
+    now: dt.datetime,
+    is_dead: Callable[[str | None], bool],
+    *,
+    trust_leases: bool = True,
 ) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
     """Approved changes whose worker was lost while making them: (approval, run, index).
 
@@ -115,7 +128,9 @@ def interrupted_changes(
         )
     ).all()
     return [
-        (row.id, row.run_id, int(row._mapping["index"])) for row in rows if _lost(row, now, is_dead)
+        (row.id, row.run_id, int(row._mapping["index"]))
+        for row in rows
+        if _lost(row, now, is_dead, trust_leases)
     ]
 
 
