@@ -127,17 +127,18 @@ def main() -> int:
     parser.add_argument(
         "--only", default=",".join(NAMES), help=f"comma-separated subset of {','.join(NAMES)}"
     )
-    parser.add_argument("--results", type=Path, default=report.RESULTS, help="raw figures")
     parser.add_argument("--doc", type=Path, default=report.DOC, help="document to update")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(NAMES))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
-    args.results.mkdir(parents=True, exist_ok=True)
+    # Fixed: every benchmark writes its figures there.
+    results = report.RESULTS
+    results.mkdir(parents=True, exist_ok=True)
     # Figures of an earlier run must not pass for this one's.
     for bench in report.BENCHMARKS:
-        (args.results / bench.results).unlink(missing_ok=True)
+        (results / bench.results).unlink(missing_ok=True)
 
     run: dict[str, Any] = {
         "command": "make bench" if len(chosen) == len(NAMES) else f"make bench ONLY={args.only}",
@@ -153,12 +154,12 @@ def main() -> int:
         storm.private_redis(Path(tmp)) as broker,
     ):
         for name in chosen:
-            run["benchmarks"][name] = run_one(name, broker, args.results)
+            run["benchmarks"][name] = run_one(name, broker, results)
     run["seconds"] = round(time.monotonic() - started, 1)
     run["uptime_after"] = uptime()
-    (args.results / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    (results / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print()
-    print(report.write(args.results, args.doc))
+    print(report.write(results, args.doc))
     failed = [name for name, outcome in run["benchmarks"].items() if outcome["exit_code"]]
     if failed:
         print(f"\nfailed: {', '.join(failed)} (see bench/results/<name>.log)", file=sys.stderr)
