@@ -403,7 +403,14 @@ def storm_rows(data: Mapping[str, Any]) -> list[Row]:
                 "s" if finished is not None else "",
                 None,
                 STORM,
-                "timed out" if finished is None else _after_last(r["last_run_after_last_post_s"]),
+                "timed out"
+                if finished is None
+                else _after_last(r["last_run_after_last_post_s"])
+                + (
+                    f"; the first run started after {number(r['first_run_started_s'])} s"
+                    if r.get("first_run_started_s") is not None
+                    else ""
+                ),
             )
         )
     return rows

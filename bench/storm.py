@@ -333,31 +333,25 @@ def prepare(url: str) -> None:
     engine.dispose()
 
 
-def tally(url: str) -> dict[str, Any]:
-    """What the database holds: alerts, times seen, runs by phase, the last run's end."""
+def tally(engine: Any) -> dict[str, Any]:
+    """What the database holds: alerts, times seen, runs by phase, first and last run."""
     import sqlalchemy as sa
 
-    from shared.db.engines import make_engine
     from shared.db.models import Alert, WorkflowRun
-    from shared.settings import DatabaseSettings
 
     alerts, runs = Alert.__table__, WorkflowRun.__table__
-    engine = make_engine(DatabaseSettings(url=url))
-    try:
-        with engine.connect() as conn:
-            alert_count, seen = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(alerts.c.times_seen), 0))
-            ).one()
-            phases = dict(
-                conn.execute(sa.select(runs.c.phase, sa.func.count()).group_by(runs.c.phase)).all()
-            )
-            per_fingerprint = conn.execute(
-                sa.select(sa.func.count(sa.distinct(runs.c.fingerprint)))
-            ).scalar_one()
-            last_end = conn.execute(sa.select(sa.func.max(runs.c.completed_at))).scalar_one()
-            first_start = conn.execute(sa.select(sa.func.min(runs.c.started_at))).scalar_one()
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        alert_count, seen = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(alerts.c.times_seen), 0))
+        ).one()
+        phases = dict(
+            conn.execute(sa.select(runs.c.phase, sa.func.count()).group_by(runs.c.phase)).all()
+        )
+        per_fingerprint = conn.execute(
+            sa.select(sa.func.count(sa.distinct(runs.c.fingerprint)))
+        ).scalar_one()
+        last_end = conn.execute(sa.select(sa.func.max(runs.c.completed_at))).scalar_one()
+        first_start = conn.execute(sa.select(sa.func.min(runs.c.started_at))).scalar_one()
     return {
         "alerts": int(alert_count),
         "times_seen": int(seen),
@@ -387,7 +381,7 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
     (here / "secrets" / "am").mkdir(parents=True)
     (here / "secrets" / "am" / "token").write_text(TOKEN)
     url = create_database(backend, here)
-    ingest = engine = None
+    ingest = engine = database = None
     try:
         prepare(url)
         import redis
@@ -420,9 +414,13 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
             "127.0.0.1", port, f"/webhook/{SOURCE}", payloads, headers, args.connections
         )
         posted_at = utcnow()
+        from shared.db.engines import make_engine
+        from shared.settings import DatabaseSettings
+
+        database = make_engine(DatabaseSettings(url=url))
         try:
             state = wait_until(
-                lambda: _finished(tally(url), args.fingerprints),
+                lambda: _finished(tally(database), args.fingerprints),
                 args.timeout,
                 "every run to finish",
                 interval=0.2,
@@ -430,8 +428,10 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
             timed_out = False
         except TimeoutError as exc:
             print(f"!! {exc}", file=sys.stderr)
-            state, timed_out = tally(url), True
+            state, timed_out = tally(database), True
     finally:
+        if database is not None:
+            database.dispose()
         for process in (ingest, engine):
             if process is not None:
                 stop(process)
@@ -464,6 +464,11 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
         "ingest_max_ms": round(max(result.latencies_ms, default=float("nan")), 2),
         "posting_seconds": round(result.seconds, 2),
         "notifications_per_s": round(result.rate, 1),
+        "first_run_started_s": (
+            None
+            if state["first_run_started_at"] is None
+            else _seconds(posting_began, state["first_run_started_at"])
+        ),
         "all_runs_finished_s": (
             None if timed_out or last_end is None else _seconds(posting_began, last_end)
         ),
