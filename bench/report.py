@@ -361,6 +361,9 @@ def storm_rows(data: Mapping[str, Any]) -> list[Row]:
         )
         others = [c for c in r["checks"] if c["check"] != "runs created"]
         failed = [f"{c['check']}: {c['actual']} of {c['expected']}" for c in others if not c["ok"]]
+        refused = {k: n for k, n in r.get("statuses", {}).items() if not k.startswith("2")}
+        if refused:  # which answers: a 4xx is dropped by AlertManager, a 5xx retried
+            failed.append("answers " + ", ".join(f"{n}x {k}" for k, n in refused.items()))
         rows.append(
             Row(
                 "storm",
