@@ -196,7 +196,13 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
     client.flushdb()
     config = settings_module.from_env({"PF_BROKER_URL": REDIS_URL, "PF_DATABASE_URL": url})
     sender = make_celery(config, name="bench-sender")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
+    # The worker gets only the settings below, but the bare-chain worker imports this
+    # module and must see the same PF_BENCH_ENGINE_REDIS_URL.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PF_") or key.startswith("PF_BENCH_")
+    }
     env.update(
         PF_DATABASE_URL=url,
         PF_BROKER_URL=REDIS_URL,
