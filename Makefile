@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 T ?= tests
 
-.PHONY: help install test lint format run bench-ingest bench-engine bench-notifier bench-agent eval migrate clean crds validate
+.PHONY: help install test lint format run bench bench-ingest bench-engine bench-notifier bench-agent bench-storm eval migrate clean crds validate
 .PHONY: settings-doc flower e2e dev dev-stop dev-status
 
 help: ## list the targets
@@ -89,6 +89,12 @@ bench-engine: $(STAMP) ## engine latency (alert -> first step at 100/s, 5 steps 
 
 bench-notifier: $(STAMP) ## notifier deliveries/s and run-end -> Slack latency vs bare slack-sdk calls (local Slack stand-in, Redis)
 	$(BIN)/python bench/notifier.py
+
+bench-storm: $(STAMP) ## alert storm: 10,000 AlertManager notifications over 100 fingerprints -> exactly 100 runs (PostgreSQL, SQLite)
+	$(BIN)/python bench/storm.py
+
+bench: $(STAMP) ## every benchmark and the storm, then the one table in docs/performance.md (ONLY=ingest,storm for a subset)
+	$(BIN)/python bench/suite.py $(if $(ONLY),--only $(ONLY))
 
 clean: ## remove the venv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -50,6 +50,8 @@ from shared.queueing import ENGINE_QUEUE, START_WORKFLOWS, make_celery  # noqa: 
 
 REDIS_URL = os.environ.get("PF_BENCH_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/12")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Databases created here are named <prefix><random> and dropped at the end.
+DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
 BARE_QUEUE = "bare"
 
 
@@ -194,7 +196,13 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
     client.flushdb()
     config = settings_module.from_env({"PF_BROKER_URL": REDIS_URL, "PF_DATABASE_URL": url})
     sender = make_celery(config, name="bench-sender")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
+    # The worker gets only the settings below, but the bare-chain worker imports this
+    # module and must see the same PF_BENCH_ENGINE_REDIS_URL.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PF_") or key.startswith("PF_BENCH_")
+    }
     env.update(
         PF_DATABASE_URL=url,
         PF_BROKER_URL=REDIS_URL,
@@ -336,7 +344,7 @@ def main() -> int:
         workdir = Path(tmp)
         results.append(bench_database("sqlite", f"sqlite:///{workdir}/bench.db", args, workdir))
         if not args.sqlite_only:
-            name = f"pf_bench_{uuid.uuid4().hex[:8]}"
+            name = f"{DATABASE_PREFIX}{uuid.uuid4().hex[:8]}"
             admin = make_engine(
                 settings_module.DatabaseSettings(url=POSTGRES_ADMIN)
             ).execution_options(isolation_level="AUTOCOMMIT")

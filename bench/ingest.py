@@ -37,6 +37,8 @@ FIXTURE = ROOT / "tests" / "fixtures" / "alertmanager" / "01-firing-single.json"
 # Emptied before each scenario: a database of its own (PF_BENCH_REDIS_URL to choose).
 REDIS_URL = os.environ.get("PF_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Databases created here are named <prefix><random> and dropped at the end.
+DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
 
 
 def free_port() -> int:
@@ -119,7 +121,7 @@ def prepare_database(backend: str, workdir: Path) -> str:
     else:
         import sqlalchemy as sa
 
-        name = f"pf_bench_{uuid.uuid4().hex[:8]}"
+        name = f"{DATABASE_PREFIX}{uuid.uuid4().hex[:8]}"
         admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
             isolation_level="AUTOCOMMIT"
         )

@@ -1,9 +1,10 @@
 """A small HTTP/1.1 load generator on asyncio streams, for loopback benchmarks.
 
-Two modes: closed loop (N connections, each sends its next request when the last one
-answered; measures capacity) and open loop (requests start on a fixed schedule
+Three modes: closed loop (N connections, each sends its next request when the last one
+answered; measures capacity), open loop (requests start on a fixed schedule
 whatever the server does; measures latency at a given rate without coordinated
-omission). One connection per request, as gunicorn's sync workers close after each.
+omission) and a fixed batch (each of a list of bodies sent exactly once over N
+connections, in order; what a storm of notifications is). One connection per request, as gunicorn's sync workers close after each.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Result:
     @property
     def p50(self) -> float:
         return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+    @property
+    def p95(self) -> float:
+        return self.percentile(95)
 
     @property
     def p99(self) -> float:
@@ -117,6 +122,45 @@ async def _open_loop(
 
     await asyncio.gather(*(one(i) for i in range(total)))
     return Result(len(latencies), errors, time.perf_counter() - began, latencies, statuses)
+
+
+async def _batch(host: str, port: int, payloads: list[bytes], connections: int) -> Result:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+    queue = iter(payloads)
+
+    async def worker() -> None:
+        nonlocal errors
+        # One shared iterator: each body is taken by exactly one connection, in order.
+        for payload in queue:
+            started = time.perf_counter()
+            try:
+                status = await _one(host, port, payload)
+            except OSError:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - began
+    return Result(len(latencies), errors, elapsed, latencies, statuses)
+
+
+def batch(
+    url_host: str,
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    headers: dict[str, str],
+    connections: int,
+) -> Result:
+    """Send every body once, ``connections`` at a time; a failed connection is an error,
+    not retried (the caller decides what a lost request means)."""
+    payloads = [_request(url_host, port, path, body, headers) for body in bodies]
+    return asyncio.run(_batch(url_host, port, payloads, connections))
 
 
 def closed_loop(

@@ -52,6 +52,8 @@ from shared.resources import schemas  # noqa: E402
 
 REDIS_URL = os.environ.get("PF_BENCH_NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/11")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Databases created here are named <prefix><random> and dropped at the end.
+DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*PodCrashLooping* `critical`"}}]
 
 
@@ -273,7 +275,7 @@ def postgres_url() -> str | None:
     admin = make_engine(settings_module.DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
         isolation_level="AUTOCOMMIT"
     )
-    name = f"pf_bench_notifier_{uuid.uuid4().hex[:8]}"
+    name = f"{DATABASE_PREFIX}notifier_{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

@@ -126,6 +126,10 @@ class IntakeResult:
         }
 
 
+# Concurrent requests holding the same alerts that one notification may lose to.
+MAX_RACE_RETRIES = 8
+
+
 def record(
     work: units.Units,
     source: Source,
@@ -134,14 +138,22 @@ def record(
     *,
     lease_seconds: float,
 ) -> IntakeResult:
-    """Store the notification; retries once when a concurrent request stored it first."""
-    try:
-        return _record_once(work, source, notification, body, lease_seconds)
-    except sa.exc.IntegrityError:
-        # Two AlertManager replicas (HA) send the same group at the same moment: the
-        # loser of the unique (source, fingerprint, startsAt) race sees the winner's
-        # rows on the second pass and deduplicates against them.
-        return _record_once(work, source, notification, body, lease_seconds)
+    """Store the notification; passes again each time a concurrent request stored
+    some of its alerts first."""
+    # Two AlertManager replicas (HA) send the same group at the same moment: the
+    # loser of the unique (source, fingerprint, startsAt) race sees the winner's rows
+    # on the next pass and deduplicates against them. Each lost race makes at least
+    # one more of the alerts known, so the passes are bounded by the alerts it holds
+    # (one retry was not enough: a storm showed a second lost race answered 422,
+    # which AlertManager does not retry). Capped, so that a violation that is not a
+    # race does not cost a pass per alert of a large group.
+    passes = min(len(notification.alerts), MAX_RACE_RETRIES) + 1
+    for _ in range(passes - 1):
+        try:
+            return _record_once(work, source, notification, body, lease_seconds)
+        except sa.exc.IntegrityError:
+            continue
+    return _record_once(work, source, notification, body, lease_seconds)
 
 
 def _record_once(
