@@ -315,8 +315,9 @@ def _prepare(runtime: Runtime, loaded: store.Loaded) -> _Prepared | tuple[Phase,
         sink = runtime.registry.get(target.type)
     except registries.SinkNotAvailableError as exc:
         return Phase.FAILED, str(exc)
-    if loaded.event not in sink.events:
-        return Phase.SKIPPED, f"{target.type} Sinks do not act on {loaded.event} events"
+    ignored = sink.ignores(target, loaded.event)
+    if ignored is not None:
+        return Phase.SKIPPED, ignored
     message = messages.namespace(
         loaded.run,
         loaded.alert,
