@@ -3,7 +3,8 @@
 Every write that moves a delivery is a compare-and-set on what the reader saw (its
 phase, attempt count and claimant), so that two messages for one delivery, or a
 worker that lost its claim to a recovery pass, can never both send or both record.
-The functions take a session and leave committing to the caller.
+The functions take a session and leave committing to the caller. Undoing what
+the Sinks left when an alert resolves is in ``resolutions``.
 
 What this module must not do: call a Sink or the broker.
 """
