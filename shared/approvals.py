@@ -198,6 +198,20 @@ def expire(
     return outbox.add(session, _after_decision(expired), outbox_lease_seconds)
 
 
+def change_ended(
+    session: Session, approval_id: uuid.UUID, status: Status, outbox_lease_seconds: float
+) -> list[outbox.PendingTask]:
+    """After the approved change: a ``failed`` or ``unknown`` one leaves a person
+    something to check, so the notifier edits the messages that asked once more to
+    say so (they showed the approval since the decision). A made change edits
+    nothing: the run's end reports it."""
+    if status not in (Status.FAILED, Status.UNKNOWN):
+        return []
+    return outbox.add(
+        session, [(APPROVAL_DECIDED, NOTIFIER_QUEUE, [str(approval_id)])], outbox_lease_seconds
+    )
+
+
 def _after_decision(
     decided: list[tuple[uuid.UUID, uuid.UUID]],
 ) -> list[tuple[str, str, list[Any]]]:

@@ -127,6 +127,15 @@ def recover_once(
                 continue
             decision, finished = resolved
             unit.publish_after_commit(finished)
+            # The messages that asked for the change say that a person must check.
+            unit.publish_after_commit(
+                approvals.change_ended(
+                    unit.session,
+                    found[0],
+                    approvals.Status.UNKNOWN,
+                    runtime.settings.outbox.lease_seconds,
+                )
+            )
             if decision.finish is None:  # continueOnError: the run goes on
                 todo.append((found[1], found[2] + 1))
         todo += runtime.store.stalled(unit.session, now, engine_settings.stall_seconds)

@@ -319,6 +319,14 @@ def _resume_step(task: EngineTask, approval_id: str) -> None:
                 else approvals_shared.Status.FAILED
             )
             approvals.finish_approval(session, resumed.approval["id"], status, happened, now)
+            unit.publish_after_commit(
+                approvals_shared.change_ended(
+                    session,
+                    resumed.approval["id"],
+                    status,
+                    runtime.settings.outbox.lease_seconds,
+                )
+            )
             if happened.get("verified") and loaded.alert_id is not None:
                 # The fix worked: the alert is resolved by the workflow.
                 runtime.store.move_alert(session, loaded.alert_id, AlertStatus.RESOLVED, now)

@@ -22,7 +22,7 @@ import httpx
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier import breakers, store
+from services.notifier import breakers, resolutions, store
 from services.notifier import sinks as _sinks  # registers the Sink types
 from services.notifier.core.deliveries import Backoff
 from services.notifier.sinks import registries
@@ -138,7 +138,7 @@ def recover_once(runtime: Runtime, now: dt.datetime | None = None) -> int:
         deliveries = store.due_again(
             unit.session, now, runtime.settings.notifier.stall_seconds, workers.is_dead
         )
-        alerts = store.abandoned_resolutions(unit.session, now, workers.is_dead)
+        alerts = resolutions.abandoned(unit.session, now, workers.is_dead)
     for delivery_id in deliveries:
         log.warning("re-sending a delivery", extra={"delivery_id": str(delivery_id)})
         runtime.app.send_task(

@@ -3,7 +3,8 @@
 Every write that moves a delivery is a compare-and-set on what the reader saw (its
 phase, attempt count and claimant), so that two messages for one delivery, or a
 worker that lost its claim to a recovery pass, can never both send or both record.
-The functions take a session and leave committing to the caller.
+The functions take a session and leave committing to the caller. Undoing what
+the Sinks left when an alert resolves is in ``resolutions``.
 
 What this module must not do: call a Sink or the broker.
 """
@@ -71,7 +72,7 @@ class Loaded:
     target: Target | None
 
 
-def _alert_facts(row: Any) -> messages.AlertFacts:
+def alert_facts(row: Any) -> messages.AlertFacts:
     return messages.AlertFacts(
         id=str(row.id),
         status=row.status,
@@ -129,7 +130,7 @@ def load(session: Session, delivery_id: uuid.UUID) -> Loaded | None:
     alert = None
     if row.alert_id is not None:
         alert_row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == row.alert_id)).first()
-        alert = _alert_facts(alert_row) if alert_row is not None else None
+        alert = alert_facts(alert_row) if alert_row is not None else None
     approval = None
     if row.event == Event.APPROVAL_REQUESTED:
         approval = approvals.approval_facts(session, _uuid(row.event_id))
@@ -238,12 +239,12 @@ def _insert_ignore(session: Session, values: Mapping[str, Any]) -> None:
     session.execute(insert.values(**values).on_conflict_do_nothing())
 
 
-def _state_key(alert_id: uuid.UUID, sink_name: str) -> sa.ColumnElement[bool]:
+def state_key(alert_id: uuid.UUID, sink_name: str) -> sa.ColumnElement[bool]:
     return sa.and_(_STATES.c.alert_id == alert_id, _STATES.c.sink_name == sink_name)
 
 
 def alert_state(session: Session, alert_id: uuid.UUID, sink_name: str) -> AlertState | None:
-    row = session.execute(sa.select(_STATES).where(_state_key(alert_id, sink_name))).first()
+    row = session.execute(sa.select(_STATES).where(state_key(alert_id, sink_name))).first()
     if row is None:
         return None
     return AlertState(channel=row.channel, thread_ts=row.thread_ts, silence_id=row.silence_id)
@@ -280,13 +281,13 @@ def claim_thread(
     session.execute(
         sa.update(_STATES)
         .where(
-            _state_key(alert_id, sink_name),
+            state_key(alert_id, sink_name),
             _STATES.c.thread_ts.is_(None),
             _STATES.c.parent_delivery_id.is_(None),
         )
         .values(parent_delivery_id=delivery_id, updated_at=now)
     )
-    row = session.execute(sa.select(_STATES).where(_state_key(alert_id, sink_name))).one()
+    row = session.execute(sa.select(_STATES).where(state_key(alert_id, sink_name))).one()
     if row.thread_ts:
         return AlertState(channel=row.channel, thread_ts=row.thread_ts, silence_id=row.silence_id)
     if row.parent_delivery_id == delivery_id:
@@ -314,7 +315,7 @@ def _save_state(
         },
     )
     session.execute(
-        sa.update(_STATES).where(_state_key(alert_id, sink_name)).values(**values, updated_at=now)
+        sa.update(_STATES).where(state_key(alert_id, sink_name)).values(**values, updated_at=now)
     )
 
 
@@ -383,7 +384,7 @@ def record(
         session.execute(
             sa.update(_STATES)
             .where(
-                _state_key(alert_id, loaded.sink_name),
+                state_key(alert_id, loaded.sink_name),
                 _STATES.c.parent_delivery_id == loaded.id,
                 _STATES.c.thread_ts.is_(None),
             )
@@ -519,145 +520,4 @@ def due_again(
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             found.append(row.id)
-    return found
-
-
-# -- resolution ------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Resolution:
-    """One (alert, Sink) state to update or undo because the alert resolved."""
-
-    alert_id: uuid.UUID
-    sink_name: str
-    sink_namespace: str
-    state: AlertState
-    # A delivery holds the parent claim but has not recorded the parent yet.
-    parent_in_flight: bool
-    worker: str | None
-    lease_until: dt.datetime | None
-    attempts: int
-    progress: dict[str, Any]
-
-
-def resolutions(
-    session: Session, alert_id: uuid.UUID
-) -> tuple[messages.AlertFacts | None, list[Resolution]]:
-    """The alert and its Sink states that still have something to resolve."""
-    alert_row = session.execute(sa.select(_ALERTS).where(_ALERTS.c.id == alert_id)).first()
-    if alert_row is None:
-        return None, []
-    rows = session.execute(
-        sa.select(_STATES)
-        .where(_STATES.c.alert_id == alert_id, _STATES.c.resolved_at.is_(None))
-        .order_by(_STATES.c.sink_name)
-    ).all()
-    found = [
-        Resolution(
-            alert_id=alert_id,
-            sink_name=row.sink_name,
-            sink_namespace=row.sink_namespace,
-            state=AlertState(
-                channel=row.channel, thread_ts=row.thread_ts, silence_id=row.silence_id
-            ),
-            parent_in_flight=row.parent_delivery_id is not None and row.thread_ts is None,
-            worker=row.worker,
-            lease_until=row.lease_until,
-            attempts=row.resolution_attempts,
-            progress=dict(row.resolution or {}),
-        )
-        for row in rows
-    ]
-    return _alert_facts(alert_row), found
-
-
-def _resolution_as_seen(item: Resolution) -> sa.ColumnElement[bool]:
-    worker = _STATES.c.worker.is_(None) if item.worker is None else _STATES.c.worker == item.worker
-    return sa.and_(
-        _state_key(item.alert_id, item.sink_name),
-        _STATES.c.resolved_at.is_(None),
-        _STATES.c.resolution_attempts == item.attempts,
-        worker,
-    )
-
-
-def claim_resolution(
-    session: Session, item: Resolution, worker: str, now: dt.datetime, lease: float
-) -> bool:
-    result = session.execute(
-        sa.update(_STATES)
-        .where(_resolution_as_seen(item))
-        .values(
-            worker=worker,
-            lease_until=now + dt.timedelta(seconds=lease),
-            resolution_attempts=item.attempts + 1,
-            updated_at=now,
-        )
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def record_resolution(
-    session: Session,
-    item: Resolution,
-    *,
-    worker: str,
-    attempt: int,
-    progress: Mapping[str, Any],
-    error: str | None,
-    done: bool,
-    now: dt.datetime,
-) -> bool:
-    """Progress of one attempt; ``done`` ends the resolution (finished or given up)."""
-    result = session.execute(
-        sa.update(_STATES)
-        .where(
-            _state_key(item.alert_id, item.sink_name),
-            _STATES.c.worker == worker,
-            _STATES.c.resolution_attempts == attempt,
-            _STATES.c.resolved_at.is_(None),
-        )
-        .values(
-            worker=None,
-            lease_until=None,
-            resolution={**item.progress, **progress},
-            resolution_error=error,
-            resolved_at=now if done else None,
-            updated_at=now,
-        )
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def abandoned_resolutions(
-    session: Session, now: dt.datetime, is_dead: Callable[[str], bool]
-) -> list[uuid.UUID]:
-    """Alerts whose resolution was claimed by a worker that died or ran out of lease;
-    the claims are released (compare-and-set) and the alerts returned to re-send."""
-    rows = session.execute(
-        sa.select(
-            _STATES.c.alert_id,
-            _STATES.c.sink_name,
-            _STATES.c.worker,
-            _STATES.c.lease_until,
-            _STATES.c.resolution_attempts,
-        ).where(_STATES.c.resolved_at.is_(None), _STATES.c.worker.is_not(None))
-    ).all()
-    found: list[uuid.UUID] = []
-    for row in rows:
-        expired = row.lease_until is None or row.lease_until <= now
-        if not (expired or is_dead(row.worker)):
-            continue
-        result = session.execute(
-            sa.update(_STATES)
-            .where(
-                _state_key(row.alert_id, row.sink_name),
-                _STATES.c.worker == row.worker,
-                _STATES.c.resolution_attempts == row.resolution_attempts,
-            )
-            .values(worker=None, lease_until=None, updated_at=now)
-        )
-        if result.rowcount == 1 and row.alert_id not in found:  # type: ignore[attr-defined]
-            found.append(row.alert_id)
     return found

@@ -37,7 +37,7 @@ from typing import Any
 import pybreaker
 from celery import Celery, Task
 
-from services.notifier import approvals, rendering, store
+from services.notifier import approvals, rendering, resolutions, store
 from services.notifier import metrics as notifier_metrics
 from services.notifier.app import Runtime, runtime_for
 from services.notifier.core import deliveries, messages
@@ -315,8 +315,9 @@ def _prepare(runtime: Runtime, loaded: store.Loaded) -> _Prepared | tuple[Phase,
         sink = runtime.registry.get(target.type)
     except registries.SinkNotAvailableError as exc:
         return Phase.FAILED, str(exc)
-    if loaded.event not in sink.events:
-        return Phase.SKIPPED, f"{target.type} Sinks do not act on {loaded.event} events"
+    ignored = sink.ignores(target, loaded.event)
+    if ignored is not None:
+        return Phase.SKIPPED, ignored
     message = messages.namespace(
         loaded.run,
         loaded.alert,
@@ -377,7 +378,7 @@ def on_alert_resolved(runtime: Runtime, alert_id: str) -> Step:
         log.error("alert_resolved: not an alert id", extra=extra)
         return _DONE
     with runtime.units.begin() as unit:
-        alert, items = store.resolutions(unit.session, key)
+        alert, items = resolutions.unfinished(unit.session, key)
     if alert is None:
         log.warning("alert_resolved: no such alert", extra=extra)
         return _DONE
@@ -389,7 +390,7 @@ def on_alert_resolved(runtime: Runtime, alert_id: str) -> Step:
 
 
 def _resolve_one(
-    runtime: Runtime, alert: messages.AlertFacts, item: store.Resolution
+    runtime: Runtime, alert: messages.AlertFacts, item: resolutions.Resolution
 ) -> float | None:
     """Resolve one Sink state; seconds to wait before another pass, or None when done."""
     extra = {"alert_id": alert.id, "sink": item.sink_name}
@@ -408,7 +409,7 @@ def _resolve_one(
             sink = runtime.registry.get(target.type) if target is not None else None
         except registries.SinkNotAvailableError:
             sink = None
-        if not store.claim_resolution(session, item, me, now, settings.lease_seconds):
+        if not resolutions.claim(session, item, me, now, settings.lease_seconds):
             return None
     attempt = item.attempts + 1
     if target is None or sink is None:
@@ -454,7 +455,7 @@ def _resolve_one(
 
 def _record_resolution(
     runtime: Runtime,
-    item: store.Resolution,
+    item: resolutions.Resolution,
     me: str,
     attempt: int,
     *,
@@ -463,7 +464,7 @@ def _record_resolution(
     done: bool,
 ) -> None:
     with runtime.units.begin() as unit:
-        store.record_resolution(
+        resolutions.record(
             unit.session,
             item,
             worker=me,

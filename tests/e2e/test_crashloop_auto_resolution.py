@@ -7,6 +7,8 @@ a signed Slack button click in the other) the engine restarts the rollout on the
 Kubernetes API double (the test plays the Deployment controller), verifies the
 workload healthy and resolves the alert itself. AlertManager then sends ``resolved``:
 the alert stays resolved with ``auto_resolved``, and the Slack thread tells the story.
+The scenario's alertmanager Sink silences the alert in the real AlertManager while
+the change waits for a person, and the alert's resolution expires that silence.
 """
 
 from __future__ import annotations
@@ -99,7 +101,26 @@ def _start(pipeline_for: Any) -> tuple[Pipeline, dict[str, Any], dict[str, Any]]
     assert approval["status"] == "pending"
     # Nothing is changed before a human decides.
     assert pipeline.cluster.patched == []
+    # While a person decides, the alert is silenced in AlertManager: its repeats would
+    # only page people again.
+    [silence] = pipeline.wait(
+        lambda: [s for s in _our_silences(pipeline) if s["status"]["state"] == "active"],
+        "a silence of the alert while the change waits for approval",
+        30,
+    )
+    assert {(m["name"], m["value"]) for m in silence["matchers"]} >= {
+        (name, value) for name, value in ALERT["labels"].items()
+    }
+    assert (
+        "Waiting for a person to approve restart-rollout deployment shop/web"
+        in (silence["comment"])
+    )
     return pipeline, alert, approval
+
+
+def _our_silences(pipeline: Pipeline) -> list[dict[str, Any]]:
+    silences = pipeline.http.get(f"{pipeline.alertmanager_url}/api/v2/silences").json()
+    return [s for s in silences if s["createdBy"] == "punching-fist"]
 
 
 def _play_the_deployment_controller(pipeline: Pipeline) -> threading.Thread:
@@ -151,6 +172,18 @@ def _finish_and_resolve(
     resolved = pipeline.alert(alert["id"])
     assert resolved["status"] == "resolved"
     assert resolved["autoResolved"] is True
+    # The resolution expires the silence made while the change waited (the only one:
+    # the run's end kept it and made no second).
+    expired = pipeline.wait(
+        lambda: (
+            (ours := _our_silences(pipeline))
+            and all(s["status"]["state"] == "expired" for s in ours)
+            and ours
+        ),
+        "the alert's silence to be expired",
+        60,
+    )
+    assert len(expired) == 1, expired
 
     # AlertManager's own resolve arrives later; the alert stays auto-resolved.
     pipeline.resolve(ALERT)
@@ -182,15 +215,10 @@ def _finish_and_resolve(
     # approval request).
     parent, replies = _thread(pipeline)
     assert ANSWER["rootCause"] in json.dumps([parent, *replies])
-    # No silence of ours outlives the alert in AlertManager (none is made for an alert
-    # the workflow already resolved; one made earlier would have been expired).
-    silences = pipeline.http.get(f"{pipeline.alertmanager_url}/api/v2/silences").json()
-    active = [
-        s
-        for s in silences
-        if s["createdBy"] == "punching-fist" and s["status"]["state"] != "expired"
-    ]
-    assert active == [], active
+    # No silence of ours outlives the alert in AlertManager, and none was made after
+    # the alert resolved.
+    silences = _our_silences(pipeline)
+    assert [s["status"]["state"] for s in silences] == ["expired"], silences
 
 
 def _assert_the_thread_tells_each_step(pipeline: Pipeline, decided_by: str) -> None:

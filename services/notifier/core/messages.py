@@ -150,6 +150,28 @@ def namespace(
     }
 
 
+# An approved change that did not end cleanly leaves a person something to check;
+# every Sink says it in these words (the Slack edit of the request, the run-end
+# Remediation section, the stdout report). ``failed``: the change was refused or its
+# call failed, which after a timeout can mean made in part. ``unknown``
+# (``shared.approvals``): the worker making it was lost and it is never tried again.
+NEEDS_A_CHECK = {
+    "failed": (
+        "making the change failed: it may not have been made, or only in part. "
+        "A person must check the workload"
+    ),
+    "unknown": (
+        "it is unknown whether the change was made: the worker making it was lost, "
+        "and it was not tried again. A person must check the workload"
+    ),
+}
+
+
+def needs_a_check(approval: Mapping[str, Any]) -> str | None:
+    """What a person must know of the approved change, or None when nothing."""
+    return NEEDS_A_CHECK.get(str(approval.get("status") or ""))
+
+
 _RISKS = ("low", "medium", "high")
 
 

@@ -7,6 +7,15 @@ Sink state and the silence is expired (``DELETE /api/v2/silence/<id>``) when the
 alert resolves. Before creating one on a later attempt, the silences are searched
 for the marker, so that an attempt whose answer was lost does not leave two.
 
+The silence is made at the first of two moments: when the run asks a person to
+approve a change (``approval_requested``: the alert is being handled, and
+AlertManager's repeats would only page people again while someone decides), or
+when the run ends. The run's end keeps a silence made while it waited (one per alert
+and Sink). A verified change resolves the alert, which expires the silence; a
+denied, expired or failed one ends the run, whose result goes to people while the
+silence holds for ``silenceDuration``. ``annotate`` waits for the run's end: a
+paused run has no findings to show yet.
+
 ``annotate``: AlertManager has no call to change an alert's annotations. The alert
 is re-posted (``POST /api/v2/alerts``) with its labels and ``startsAt`` and the
 annotations ``ai_summary``, ``ai_root_cause`` and ``ai_confidence`` added. The next
@@ -48,6 +57,10 @@ def marker(delivery_id: str) -> str:
     return f"[punching-fist delivery {delivery_id}]"
 
 
+def _actions(target: registries.Target) -> list[str]:
+    return list(target.config.get("actions") or ["annotate"])
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -55,8 +68,13 @@ def _text(value: Any) -> str:
 @registries.register()
 class AlertManagerSink(registries.Sink):
     type = "alertmanager"
-    # A silence or annotations sum up an investigation: a paused run has none yet.
-    events = frozenset({Event.RUN_FINISHED})
+    events = frozenset({Event.RUN_FINISHED, Event.APPROVAL_REQUESTED})
+
+    def ignores(self, target: registries.Target, event: str) -> str | None:
+        if event == Event.APPROVAL_REQUESTED and "silence" not in _actions(target):
+            # Annotations sum up an investigation: a paused run has none yet.
+            return "alertmanager Sinks act on approval_requested events only to silence"
+        return super().ignores(target, event)
 
     def render(self, target: registries.Target, message: Mapping[str, Any]) -> dict[str, Any]:
         alert = message.get("alert") or {}
@@ -69,8 +87,13 @@ class AlertManagerSink(registries.Sink):
             "ai_confidence": _text(outputs.get("confidence")),
         }
         labels = dict(alert.get("labels") or {})
+        asking = message.get("event") == Event.APPROVAL_REQUESTED
+        if asking:
+            what = (message.get("approval") or {}).get("what") or "a change"
+            summary = f"Waiting for a person to approve {what}"
         return {
             "labels": labels,
+            "actions": ["silence"] if asking else _actions(target),
             "matchers": [
                 {"name": name, "value": value, "isRegex": False, "isEqual": True}
                 for name, value in sorted(labels.items())
@@ -101,7 +124,7 @@ class AlertManagerSink(registries.Sink):
         if ctx.alert_resolved:
             return registries.Sent({"skipped": "the alert is resolved already"})
         base = str(ctx.target.config["url"]).rstrip("/")
-        actions = list(ctx.target.config.get("actions") or ["annotate"])
+        actions = payload["actions"]
         reference: dict[str, Any] = {}
         state: dict[str, Any] = {}
         if "silence" in actions:

@@ -127,6 +127,13 @@ class Sink(abc.ABC):
     # delivery of another is Skipped, saying so.
     events: ClassVar[frozenset[str]] = frozenset(Event)
 
+    def ignores(self, target: Target, event: str) -> str | None:
+        """Why a delivery of ``event`` to ``target`` does nothing (it is Skipped), or
+        None when this Sink acts on it."""
+        if event not in self.events:
+            return f"{self.type} Sinks do not act on {event} events"
+        return None
+
     def threaded(self, target: Target) -> bool:
         """Whether the deliveries of one alert share a first (parent) message."""
         return False

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.notifier import rendering
+from services.notifier.core import messages
 from shared.domain import interactions
 from shared.errors import PermanentError
 
@@ -174,7 +175,8 @@ _DECIDED = {
     "approved": (":white_check_mark:", "Approved"),
     "executing": (":white_check_mark:", "Approved"),
     "executed": (":white_check_mark:", "Approved"),
-    "failed": (":white_check_mark:", "Approved"),
+    "failed": (":x:", "Approved"),
+    "unknown": (":warning:", "Approved"),
     "denied": (":no_entry:", "Rejected"),
     "expired": (":hourglass:", "Expired"),
 }
@@ -191,7 +193,8 @@ def who(by: Any) -> str:
 
 
 def decision_block(approval: Mapping[str, Any]) -> dict[str, Any]:
-    """The line that replaces the buttons: who approved or rejected, and when."""
+    """The line that replaces the buttons: who approved or rejected, and when; for a
+    change that failed or whose outcome is unknown, that a person must check."""
     status = str(approval.get("status") or "")
     icon, verb = _DECIDED.get(status, (":grey_question:", status.capitalize()))
     at = approval.get("decidedAt") or ""
@@ -201,6 +204,11 @@ def decision_block(approval: Mapping[str, Any]) -> dict[str, Any]:
         text = f"{icon} *{verb}* by {who(approval.get('decidedBy'))} at {at}"
         if approval.get("comment"):
             text += f": {escape(str(approval['comment']))}"
+        check = messages.needs_a_check(approval)
+        if check is not None:
+            text += f"\n*{check}.*"
+            if approval.get("outcome"):
+                text += f"\n{escape(str(approval['outcome']))}"
     return {
         "type": "context",
         "block_id": "pf-approval-decided",
@@ -219,8 +227,8 @@ def remediation_text(approvals: list[Mapping[str, Any]]) -> str:
         if status == "executed":
             health = "verified healthy" if approval.get("verified") else "not verified healthy"
             outcome = f"made and {health}"
-        elif status == "failed":
-            outcome = "approved but not made"
+        elif (check := messages.needs_a_check(approval)) is not None:
+            outcome = f"approved, but {check}"
         elif status == "denied":
             outcome = "not made: rejected"
         elif status == "expired":

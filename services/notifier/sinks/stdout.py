@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from services.notifier.core import messages
 from services.notifier.sinks import registries
 
 # C0/C1 control characters but newline (a multi-line value is indented instead).
@@ -65,6 +66,10 @@ def text_report(message: Mapping[str, Any]) -> str:
                 f"{approval.get('what')} (risk {approval.get('risk')}): {approval.get('why')}",
             )
         )
+    for change in message.get("approvals") or []:
+        check = messages.needs_a_check(change)
+        if check is not None:
+            lines.append(_line("CHECK", f"{change.get('what')}: {check}"))
     if run.get("error"):
         lines.append(_line("error", run["error"]))
     if run.get("message"):

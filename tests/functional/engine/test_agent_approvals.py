@@ -24,7 +24,7 @@ from celery import Celery
 from enginekit import Harness, WorkerProcess, start_run
 from test_agent_steps import ANSWER, scenario
 
-from shared.queueing import RESUME_STEP
+from shared.queueing import APPROVAL_DECIDED, RESUME_STEP
 from tests.functional.ingest.conftest import API_TOKEN
 from tests.functional.ingest.ingestserver import Ingest, running_ingest
 from tests.support.kube_api import Cluster, KubeApiDouble
@@ -347,6 +347,10 @@ def test_a_worker_killed_while_making_an_approved_change_never_makes_it_again(
     assert result["approval"]["status"] == "unknown"
     assert result["escalate"] is True
     assert [a["decision"] for a in result["actionsTaken"]] == ["approval_required", "unknown"]
+    # The notifier is told twice to edit the request's messages: at the decision, and
+    # once the change is unknown (they say that a person must check).
+    edits = [tuple(e.args) for e in harness.outbox(APPROVAL_DECIDED)]
+    assert edits == [(approval["id"],), (approval["id"],)]
     # The investigation was not run again: the model was asked twice, before the pause.
     assert len(model.requests) == 2
     # A late redelivery of the resume finds nothing to do.

@@ -129,6 +129,38 @@ def test_silence_suppresses_the_alert_and_is_expired_on_resolve(
     assert state.resolution == {"expired": True}
 
 
+def test_a_run_waiting_for_approval_silences_the_alert_and_its_end_keeps_that_silence(
+    harness: Harness, runtime: Runtime, alertmanager: str
+) -> None:
+    harness.put_sink(
+        "am",
+        {
+            "type": "alertmanager",
+            "config": {"url": alertmanager, "actions": ["silence", "annotate"]},
+        },
+    )
+    alert_id = harness.add_alert(labels=LABELS)
+    run_id, _ = harness.add_finished_run([], alert_id, phase="WaitingApproval")
+    approval_id = harness.add_approval(run_id)
+    asked = harness.add_delivery(run_id, "am", "approval_requested", str(approval_id))
+    tasks.deliver_once(runtime, str(asked))
+    delivery = harness.delivery(asked)
+    assert delivery.phase == "Delivered", delivery.error
+    [silence] = _our_silences(alertmanager)
+    assert silence["status"]["state"] == "active"
+    assert delivery.response == {"silenceId": silence["id"]}  # nothing annotated yet
+    assert "Waiting for a person to approve delete-pod pod prod/web-1" in silence["comment"]
+    assert harness.state(alert_id, "am").silence_id == silence["id"]
+    # The run's end keeps the silence it made while waiting: one per alert and Sink.
+    ended = harness.add_delivery(run_id, "am", "run_finished", str(run_id))
+    tasks.deliver_once(runtime, str(ended))
+    assert harness.delivery(ended).response == {"silenceId": silence["id"], "annotated": True}
+    assert [s["id"] for s in _our_silences(alertmanager)] == [silence["id"]]
+    harness.resolve(alert_id, auto=True)
+    assert tasks.on_alert_resolved(runtime, str(alert_id)).retry_in is None
+    assert [s["status"]["state"] for s in _our_silences(alertmanager)] == ["expired"]
+
+
 def test_a_lost_record_does_not_create_a_second_silence(
     harness: Harness, runtime: Runtime, alertmanager: str
 ) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import sqlalchemy as sa
 from notifierkit import Harness, slack_sink
 
 from services.notifier import tasks
 from services.notifier.app import Runtime
 from services.standins.slack import SlackAPI
 from shared import approvals
-from shared.db.models import utcnow
+from shared.db.models import Approval, utcnow
 
 
 def _decide(harness: Harness, approval_id: Any, decision: approvals.Decision) -> list[str]:
@@ -83,3 +84,32 @@ def test_a_request_delivered_after_the_decision_shows_it_and_its_record_queues_t
             "SELECT args FROM outbox WHERE task_name = 'notifier.approval_decided'"
         ).all()
     assert len(queued) == 2  # the decision's and the record's
+
+
+def test_a_change_whose_worker_was_lost_is_edited_to_say_a_person_must_check(
+    harness: Harness, runtime: Runtime, slack: SlackAPI
+) -> None:
+    _, approval_id, delivery_id = _asking(harness, runtime, slack)
+    tasks.deliver_once(runtime, str(delivery_id))
+    _decide(harness, approval_id, approvals.Decision.APPROVE)
+    tasks.on_approval_decided(runtime, str(approval_id))
+    [parent] = slack.parents()
+    assert "must check" not in json.dumps(parent["blocks"])
+    # The engine's recovery found the change's worker lost (services.engine.approvals
+    # .interrupted): the approval ends unknown and the messages that asked are edited.
+    with harness.sessions.begin() as session:
+        session.execute(
+            sa.update(Approval)
+            .where(Approval.id == approval_id)
+            .values(status=approvals.Status.UNKNOWN, result={"error": "worker w-1 was lost"})
+        )
+        queued = approvals.change_ended(session, approval_id, approvals.Status.UNKNOWN, 30)
+    assert [task.task_name for task in queued] == ["notifier.approval_decided"]
+    tasks.on_approval_decided(runtime, str(approval_id))
+    [parent] = slack.parents()
+    shown = json.dumps(parent["blocks"])
+    assert ":warning: *Approved* by <@U0BOB>" in shown
+    assert "it is unknown whether the change was made" in shown
+    assert "A person must check the workload" in shown
+    assert "worker w-1 was lost" in shown
+    assert harness.delivery(delivery_id).response["decisionShown"] == "unknown"

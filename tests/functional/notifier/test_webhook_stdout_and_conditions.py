@@ -215,7 +215,7 @@ def test_an_approval_request_reaches_the_sinks_that_admit_it(
     harness.put_sink("results", {"type": "stdout", "condition": 'event == "run_finished"'})
     harness.put_sink(
         "am",
-        {"type": "alertmanager", "config": {"url": "http://127.0.0.1:9/", "actions": ["silence"]}},
+        {"type": "alertmanager", "config": {"url": "http://127.0.0.1:9/", "actions": ["annotate"]}},
     )
     run_id, _ = harness.add_finished_run([], harness.add_alert(), phase="WaitingApproval")
     approval_id = harness.add_approval(run_id)
@@ -233,7 +233,7 @@ def test_an_approval_request_reaches_the_sinks_that_admit_it(
     am = harness.delivery(ids["am"])
     assert (am.phase, am.error) == (
         "Skipped",
-        "alertmanager Sinks do not act on approval_requested events",
+        "alertmanager Sinks act on approval_requested events only to silence",
     )
     assert harness.delivery(ids["hook"]).phase == "Delivered"
     [(_, body)] = receiver.requests

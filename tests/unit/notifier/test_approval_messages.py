@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from services.notifier.core import messages
+from services.notifier.sinks import stdout
 
 
 def rec(action: str, risk: str, approval: bool = True) -> dict[str, Any]:
@@ -47,3 +48,28 @@ def test_an_approval_row_becomes_what_messages_show() -> None:
         "2/2 ready",
     )
     assert (doc["executed"], doc["verified"], doc["risk"]) == (True, True, "not rated")
+
+
+def test_the_stdout_report_says_which_changes_a_person_must_check() -> None:
+    approvals = [
+        {"status": "unknown", "what": "delete pod shop/api-7"},
+        {"status": "failed", "what": "restart-rollout deployment shop/web"},
+        {"status": "executed", "what": "scale deployment shop/db"},
+    ]
+    run = messages.RunFacts(
+        id="r-1",
+        phase="Failed",
+        workflow="triage",
+        namespace="shop",
+        context={},
+        outputs={},
+        approvals=approvals,
+    )
+    report = stdout.text_report(
+        messages.namespace(run, None, sink_name="out", sink_type="stdout", public_url="http://pf")
+    )
+    checks = [line for line in report.splitlines() if line.strip().startswith("CHECK")]
+    assert checks == [
+        "  CHECK      delete pod shop/api-7: " + messages.NEEDS_A_CHECK["unknown"],
+        "  CHECK      restart-rollout deployment shop/web: " + messages.NEEDS_A_CHECK["failed"],
+    ]

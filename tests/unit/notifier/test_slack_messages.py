@@ -221,3 +221,50 @@ def test_a_finished_run_says_what_became_of_its_changes() -> None:
     assert "`delete pod shop/api-7 &lt;!channel&gt;`: made and verified healthy" in shown
     assert "(decided by ana)" in shown
     assert "2/2 ready" in shown
+
+
+LOST = {
+    **APPROVAL,
+    "decidedBy": "slack:U0ALICE (alice)",
+    "decidedAt": "2026-11-29T08:40:00+00:00",
+    "outcome": "the engine worker w-1 was lost while making the approved change",
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("unknown", "it is unknown whether the change was made"),
+        ("failed", "making the change failed: it may not have been made, or only in part"),
+    ],
+)
+def test_the_request_edit_says_a_person_must_check_a_change_that_did_not_end_cleanly(
+    status: str, said: str
+) -> None:
+    msg = message(phase="Running", approval={**LOST, "status": status}, event="approval_requested")
+    shown = texts(slack_blocks.render(None, msg, [], "Sink slack"))
+    assert f"*Approved* by <@U0ALICE> at 2026-11-29T08:40:00+00:00\n*{said}" in shown
+    assert "A person must check the workload.*" in shown
+    assert "the engine worker w-1 was lost" in shown
+    assert ":white_check_mark: *Approved*" not in shown
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("unknown", "approved, but it is unknown whether the change was made"),
+        ("failed", "approved, but making the change failed"),
+    ],
+)
+def test_the_run_end_remediation_says_a_person_must_check(status: str, said: str) -> None:
+    msg = message(event="run_finished", approvals=[{**LOST, "status": status}])
+    shown = texts(slack_blocks.render(None, msg, [], "Sink slack"))
+    assert f"*Remediation*\n• `delete pod shop/api-7 &lt;!channel&gt;`: {said}" in shown
+    assert "A person must check the workload (decided by <@U0ALICE>)" in shown
+    assert "not made" not in shown
+
+
+def test_a_made_change_needs_no_check() -> None:
+    made = {**LOST, "status": "executed", "verified": True}
+    msg = message(event="run_finished", approvals=[made])
+    assert "must check" not in texts(slack_blocks.render(None, msg, [], "Sink slack"))
