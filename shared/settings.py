@@ -118,6 +118,11 @@ class EngineSettings:
     kubernetes_api_url: str = ""
     # Seconds between scheduler passes over schedule Sources (cron resolution is 1 min).
     scheduler_interval: float = 1.0
+    # HOST:PORT where `punchingfist scheduler` serves Prometheus metrics (/metrics):
+    # ticks started and found taken by another replica, by Source; errors; the time
+    # of the last pass that completed (a stalled scheduler starts nothing and says
+    # nothing). Empty: off; the image's manifests set 0.0.0.0:9100.
+    scheduler_metrics_bind: str = ""
     # Run cli steps with runner: local as subprocesses of the worker. Such a command
     # runs as the worker's user, next to its database credentials (a same-user process
     # can read /proc/<worker>/environ): whoever may create a Workflow may act as the
@@ -492,6 +497,9 @@ def _engine_from_env(env: Mapping[str, str]) -> EngineSettings:
         kubernetes_api_url=_read(env, "PF_ENGINE_KUBERNETES_API_URL", str, d.kubernetes_api_url),
         scheduler_interval=_read(
             env, "PF_SCHEDULER_INTERVAL", _positive(float), d.scheduler_interval
+        ),
+        scheduler_metrics_bind=_read(
+            env, "PF_SCHEDULER_METRICS_BIND", _host_port, d.scheduler_metrics_bind
         ),
         local_runner=_read(env, "PF_ENGINE_LOCAL_RUNNER", _boolean, d.local_runner),
         job_requests=_read(env, "PF_ENGINE_JOB_REQUESTS", _resource_list, d.job_requests),

@@ -21,6 +21,7 @@ from shared.db import migrate
 from shared.db.engines import make_engine
 from shared.db.models import Base
 from shared.settings import DatabaseSettings, Settings
+from tests.support import workers
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PF_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -97,20 +98,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """Redis database 14, emptied before and after the test."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    """$PF_TEST_REDIS_URL (else database 14), emptied before and after the test."""
+    with workers.flushed_redis(REDIS_URL) as url:
+        yield url
 
 
 @pytest.fixture

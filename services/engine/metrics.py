@@ -1,8 +1,11 @@
-"""The engine's own Prometheus metrics: runs that ended, the agent's tool and model calls.
+"""The engine's own Prometheus metrics: runs that ended, the agent's tool and model
+calls, and the scheduler's ticks.
 
 Task counts, durations and queue depth are the workers' common ones
-(``shared.metrics``). These are incremented in the pool processes that run steps and
-reach ``/metrics`` through the multiprocess folder, like those.
+(``shared.metrics``). The engine's are incremented in the pool processes that run
+steps and reach ``/metrics`` through the multiprocess folder, like those. The
+scheduler is one process (``punchingfist scheduler``) that serves the default
+registry as it is, like the controller; its metrics are made only there.
 
 Labels stay bounded: a run phase, a tool name from the registry, a Workflow's
 provider and model name. Never a run id, an alert or a tool's arguments.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from shared import metrics as shared_metrics
 
@@ -94,3 +97,44 @@ def token_usage(answer: Any) -> tuple[int, int]:
 
 # The process's EngineMetrics on the default registry, made on first use.
 metrics = shared_metrics.Lazy(EngineMetrics)
+
+
+# The ``result`` label of punchingfist_scheduler_ticks_total.
+STARTED = "started"
+TAKEN = "taken"
+
+
+class SchedulerMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.ticks = Counter(
+            "punchingfist_scheduler_ticks",
+            "Cron ticks of schedule Sources this scheduler claimed, by Source (namespace, "
+            "source) and result: started (it started the tick's run), taken (another "
+            "replica, or this one before a restart, had the tick: nothing started).",
+            ["namespace", "source", "result"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "punchingfist_scheduler_errors",
+            "Scheduler failures by exception type: ConfigError is a schedule Source whose "
+            "cron or time zone does not parse (counted at every pass until it is fixed); "
+            "any other is a pass that raised (database or broker down) and started nothing.",
+            ["error"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "punchingfist_scheduler_last_success_timestamp_seconds",
+            "Unix time at which the last scheduler pass over the schedule Sources "
+            "completed; 0 until one has.",
+            registry=registry,
+        )
+
+
+# The scheduler process's SchedulerMetrics on the default registry, made on first use.
+scheduler_metrics = shared_metrics.Lazy(SchedulerMetrics)
+
+
+def serve_scheduler(bind: str) -> Any:
+    """Serve the default registry on ``bind`` (HOST:PORT) from a daemon thread; the server."""
+    scheduler_metrics()  # declared before the first scrape, so every family is listed at once
+    return shared_metrics.serve(bind, REGISTRY, "PF_SCHEDULER_METRICS_BIND")

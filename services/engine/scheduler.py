@@ -11,7 +11,9 @@ The run's context has ``source`` (name, namespace, context) and ``schedule``
 (tick, cron, timezone); there is no ``alert``.
 
 The scheduler process also runs the retention pass (``shared.retention``) in a
-thread of its own.
+thread of its own, and serves ``/metrics`` on ``PF_SCHEDULER_METRICS_BIND``: ticks
+started and taken by Source, errors, and when the last pass completed, which is how
+a stalled scheduler shows (it starts nothing and, stuck, logs nothing).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 import uuid
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.engine import metrics as engine_metrics
 from services.engine.core import schedules
 from shared import outbox, queueing, retention, units
 from shared.db import resources
@@ -45,11 +49,18 @@ class Scheduler:
         publisher: queueing.Publisher | None,
         *,
         outbox_lease: float,
+        metrics: engine_metrics.SchedulerMetrics | None = None,
     ) -> None:
         self._sessions = session_factory
         # publisher None: the engine's relay sends the start when its lease runs out.
         self._units = units.Units(session_factory, publisher)
         self._outbox_lease = outbox_lease
+        self.metrics = metrics or engine_metrics.scheduler_metrics()
+        # The last tick this replica claimed (or found taken) per Source. A tick stays
+        # due for a minute of passes; without this, every pass of that minute would
+        # try to insert it again only to hit the unique key, and the ticks counted
+        # as taken would be this replica's own.
+        self._decided: dict[tuple[str, str], dt.datetime] = {}
 
     def run_pass(self, now: dt.datetime | None = None) -> list[uuid.UUID]:
         """Start every due tick this replica wins; returns the runs it created."""
@@ -68,16 +79,24 @@ class Scheduler:
                     str(config.get("cron", "")), str(config.get("timezone") or "UTC"), now
                 )
             except ConfigError as exc:
+                self.metrics.errors.labels(type(exc).__name__).inc()
                 log.warning(
                     "schedule Source skipped",
                     extra={"source": f"{namespace}/{name}", "error": str(exc)},
                 )
                 continue
-            if tick is None:
+            if tick is None or self._decided.get((namespace, name)) == tick:
                 continue
             run_id = self._claim(namespace, name, spec, tick, now)
+            self._decided[(namespace, name)] = tick
+            result = engine_metrics.TAKEN if run_id is None else engine_metrics.STARTED
+            self.metrics.ticks.labels(namespace, name, result).inc()
             if run_id is not None:
                 started.append(run_id)
+        # Sources that went away are forgotten.
+        names = {(namespace, name) for namespace, name, _spec in sources}
+        self._decided = {key: tick for key, tick in self._decided.items() if key in names}
+        self.metrics.last_success.set(time.time())
         return started
 
     def _claim(
@@ -145,13 +164,19 @@ def run_forever(config: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    bind = config.engine.scheduler_metrics_bind
+    server = engine_metrics.serve_scheduler(bind) if bind else None
     # Old finished records go in the same process, so that `punchingfist run` has it.
     retention.start(engine, config.retention, stopped)
     log.info("scheduler running", extra={"interval": config.engine.scheduler_interval})
     while not stopped.wait(config.engine.scheduler_interval):
         try:
             scheduler.run_pass()
-        except Exception:  # a database hiccup must not stop the schedule
+        except Exception as exc:  # a database hiccup must not stop the schedule
+            scheduler.metrics.errors.labels(type(exc).__name__).inc()
             log.exception("scheduler pass failed")
+    if server is not None:
+        server.shutdown()
+        server.server_close()
     engine.dispose()
     return 0

@@ -18,26 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.support.waiting import wait_for
-
-
-def descendants(root: int) -> list[int]:
-    """Every live process below ``root`` (from /proc; Linux only)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+from tests.support.workers import descendants
 
 
 class Process:

@@ -37,7 +37,6 @@ from typing import Any
 import hypothesis
 import hypothesis.errors
 import pytest
-import redis
 import requests
 import schemathesis
 import sqlalchemy as sa
@@ -57,6 +56,7 @@ from tests.e2e import badinput_support as support
 from tests.functional.ingest import bad_webhooks as corpus
 from tests.functional.ingest.conftest import API_TOKEN, TOKEN, source_spec
 from tests.functional.ingest.ingestserver import Ingest, running_ingest
+from tests.support.workers import flushed_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.timeout(300)]
 
@@ -116,17 +116,8 @@ def _backends() -> list[Any]:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis(REDIS_URL) as url:
+        yield url
 
 
 def _serving(backend: str, workdir: Path, broker: str, workers: int = 2) -> Iterator[Server]:

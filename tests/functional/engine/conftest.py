@@ -8,16 +8,16 @@ that asks for ``engine_redis_url``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
-from enginekit import ENGINE_REDIS_URL, REPO, Harness, WorkerProcess, inprocess_worker
+from enginekit import ENGINE_REDIS_URL, Harness, WorkerProcess, inprocess_worker
 
 from services.engine.app import create_app
 from shared.settings import Settings
+from tests.support import workers
 
 
 @pytest.fixture
@@ -56,43 +56,22 @@ def inproc(engine_settings: Callable[..., Settings]) -> Iterator[Celery]:
 
 @pytest.fixture
 def engine_redis_url() -> Iterator[str]:
-    import redis
-
-    client = redis.Redis.from_url(ENGINE_REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {ENGINE_REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {ENGINE_REDIS_URL}")
-    client.flushdb()
-    yield ENGINE_REDIS_URL
-    client.flushdb()
-    client.close()
+    with workers.flushed_redis(ENGINE_REDIS_URL) as url:
+        yield url
 
 
 @pytest.fixture
 def worker_env(database_url: str, engine_redis_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PF_") and key != "CELERY_BROKER_URL"
-    }
-    env.update(
-        {
-            "PF_DATABASE_URL": database_url,
-            "PF_BROKER_URL": engine_redis_url,
-            "PF_VAR_DIR": str(tmp_path / "var"),
-            "PF_LOG_FORMAT": "json",
-            "PF_ENGINE_CONCURRENCY": "2",
-            "PF_ENGINE_RETRY_BACKOFF": "0.05",
-            "PF_ENGINE_LEASE_SECONDS": "3",
-            "PF_ENGINE_RECOVERY_INTERVAL": "0.5",
-            "PF_OUTBOX_RELAY_INTERVAL": "0.5",
-            "PYTHONPATH": str(REPO),
-        }
+    return workers.process_env(
+        database_url,
+        engine_redis_url,
+        tmp_path / "var",
+        PF_ENGINE_CONCURRENCY="2",
+        PF_ENGINE_RETRY_BACKOFF="0.05",
+        PF_ENGINE_LEASE_SECONDS="3",
+        PF_ENGINE_RECOVERY_INTERVAL="0.5",
+        PF_OUTBOX_RELAY_INTERVAL="0.5",
     )
-    return env
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """Helpers for the engine tests: a store harness that writes runs the way ingest
-does, waiting, and a real ``punchingfist engine`` worker process."""
+does, an in-process worker, and a real ``punchingfist engine`` worker process
+(``tests.support.workers``)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import Alert, OutboxEntry, SinkDelivery, StepRun, WorkflowRun, utcnow
 from shared.queueing import START_WORKFLOW
+from tests.support import workers
 from tests.support.waiting import wait_for
 
 # Setting PF_TEST_REDIS_URL to keep one checkout's tests apart from another's on the
@@ -33,7 +32,6 @@ ENGINE_REDIS_URL = (
     or os.environ.get("PF_TEST_REDIS_URL")
     or "redis://127.0.0.1:6379/13"
 )
-REPO = Path(__file__).parents[3]
 FINISHED = ("Succeeded", "Failed", "Skipped")
 
 
@@ -195,67 +193,8 @@ def start_run(app: Celery, run_id: uuid.UUID) -> None:
     app.send_task(START_WORKFLOW, args=[str(run_id)], queue="engine")
 
 
-def descendants(root: int) -> list[int]:
-    """Every live process below ``root`` (from /proc; Linux only)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class WorkerProcess:
-    """``punchingfist engine`` as a child process in its own process group."""
+class WorkerProcess(workers.PunchingFistProcess):
+    """``punchingfist engine``; a stop waits 5 s for the running step, then kills."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "engine"],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the worker, its pool processes and their commands at once.
-
-        As when a container is killed: commands run in their own sessions, so they
-        are found as descendants rather than through the worker's process group.
-        """
-        assert self.process is not None
-        doomed = descendants(self.process.pid)
-        os.killpg(self.process.pid, signal.SIGKILL)
-        for pid in doomed:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(["engine"], env, log_path, stop_timeout=5)

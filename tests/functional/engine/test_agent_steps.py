@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 import yaml
 from celery import Celery
-from enginekit import REPO, Harness, WorkerProcess, start_run
+from enginekit import Harness, WorkerProcess, start_run
 
 from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel, call, tool_results
+from tests.support.workers import REPO
 
 SCENARIOS = REPO / "tests" / "evals" / "scenarios"
 POD = {"kind": "pod", "name": "web-7d9f-abcde", "namespace": "shop"}

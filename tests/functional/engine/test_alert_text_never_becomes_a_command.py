@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from enginekit import REPO, Harness, WorkerProcess, start_run
+from enginekit import Harness, WorkerProcess, start_run
 
 from tests.support.kube_api import Cluster, KubeApiDouble
+from tests.support.workers import REPO
 
 pytestmark = [
     pytest.mark.redis,

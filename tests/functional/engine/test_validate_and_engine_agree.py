@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 import yaml
 from celery import Celery
-from enginekit import REPO, Harness, start_run
+from enginekit import Harness, start_run
 
 from services.engine.store import Store
 from shared.domain.runs import RunPhase
 from shared.domain.templates import Templates
 from shared.resources import files
+from tests.support.workers import REPO
 
 EXAMPLE_SETS = [REPO / "examples", REPO / "examples" / "cluster"]
 

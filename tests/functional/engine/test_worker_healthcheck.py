@@ -12,34 +12,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 
 import pytest
-from enginekit import REPO, WorkerProcess
+from enginekit import WorkerProcess
 
+from tests.support import workers
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 
 def healthcheck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", "healthcheck", "engine", "--timeout", "2", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-def failed_with(result: subprocess.CompletedProcess[str], reason: str) -> None:
-    assert result.returncode == 1, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("punchingfist healthcheck: "), lines
-    assert reason in lines[0], lines
+    return workers.healthcheck("engine", env, *args)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -47,18 +31,18 @@ def test_alive_frozen_and_stopped_workers(
     worker_env: dict[str, str], worker_process: WorkerProcess
 ) -> None:
     node = f"engine@{socket.gethostname()}"
-    failed_with(healthcheck(worker_env), f"worker {node} did not answer a ping within 2s")
+    workers.failed_with(healthcheck(worker_env), f"worker {node} did not answer a ping within 2s")
 
     worker_process.start()
     wait_for(lambda: healthcheck(worker_env).returncode == 0, 60, "the live worker did not answer")
     # Another node's name gets no answer from this worker.
-    failed_with(healthcheck(worker_env, "--node", "engine@elsewhere"), "engine@elsewhere")
+    workers.failed_with(healthcheck(worker_env, "--node", "engine@elsewhere"), "engine@elsewhere")
 
     assert worker_process.process is not None
     pid = worker_process.process.pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        failed_with(healthcheck(worker_env), f"worker {node} did not answer")
+        workers.failed_with(healthcheck(worker_env), f"worker {node} did not answer")
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_for(
@@ -66,7 +50,7 @@ def test_alive_frozen_and_stopped_workers(
     )
 
     worker_process.stop()
-    failed_with(healthcheck(worker_env), f"worker {node} did not answer")
+    workers.failed_with(healthcheck(worker_env), f"worker {node} did not answer")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -75,4 +59,4 @@ def test_an_unreachable_broker_is_one_line(worker_env: dict[str, str]) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**worker_env, "PF_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
-    failed_with(healthcheck(env), "broker unreachable")
+    workers.failed_with(healthcheck(env), "broker unreachable")

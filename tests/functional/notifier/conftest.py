@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from notifierkit import REPO, SLACK_TOKEN, Harness, NotifierProcess, free_port, wait_for
+from notifierkit import SLACK_TOKEN, Harness, NotifierProcess
 
 from services.notifier.app import Runtime, create_app, runtime_for
 from services.standins.slack import SlackAPI
 from shared.settings import Settings
+from tests.support import workers
+from tests.support.scrape import free_port
+from tests.support.waiting import wait_for
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -64,27 +67,17 @@ def runtime(notifier_settings: Callable[..., Settings]) -> Iterator[Runtime]:
 
 @pytest.fixture
 def worker_env(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PF_") and key != "CELERY_BROKER_URL"
-    }
-    env.update(
-        {
-            "PF_DATABASE_URL": database_url,
-            "PF_BROKER_URL": redis_url,
-            "PF_VAR_DIR": str(tmp_path / "var"),
-            "PF_SECRETS_DIR": str(tmp_path / "secrets"),
-            "PF_LOG_FORMAT": "json",
-            "PF_NOTIFIER_CONCURRENCY": "2",
-            "PF_NOTIFIER_RETRY_BACKOFF": "0.1",
-            "PF_NOTIFIER_HTTP_TIMEOUT": "5",
-            "PF_NOTIFIER_LEASE_SECONDS": "20",
-            "PF_NOTIFIER_RECOVERY_INTERVAL": "0.5",
-            "PYTHONPATH": str(REPO),
-        }
+    return workers.process_env(
+        database_url,
+        redis_url,
+        tmp_path / "var",
+        PF_SECRETS_DIR=str(tmp_path / "secrets"),
+        PF_NOTIFIER_CONCURRENCY="2",
+        PF_NOTIFIER_RETRY_BACKOFF="0.1",
+        PF_NOTIFIER_HTTP_TIMEOUT="5",
+        PF_NOTIFIER_LEASE_SECONDS="20",
+        PF_NOTIFIER_RECOVERY_INTERVAL="0.5",
     )
-    return env
 
 
 @pytest.fixture

@@ -1,18 +1,12 @@
 """Helpers for the notifier tests: a store harness that writes finished runs and
 their deliveries the way the engine does, and a real ``punchingfist notifier``
-worker process."""
+worker process (``tests.support.workers``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +16,8 @@ from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import Alert, AlertSinkState, Approval, SinkDelivery, WorkflowRun, utcnow
 from shared.settings import DatabaseSettings
+from tests.support import workers
 
-REPO = Path(__file__).parents[3]
 SLACK_TOKEN = "xoxb-test-token"
 
 
@@ -248,57 +242,8 @@ class Harness:
         self.engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.02)
-
-
-class NotifierProcess:
-    """``punchingfist notifier`` as a child process in its own process group."""
+class NotifierProcess(workers.PunchingFistProcess):
+    """``punchingfist notifier``; a stop waits 10 s for the delivery in flight, then kills."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "notifier"],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool processes at once, as when a node dies."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(["notifier"], env, log_path, stop_timeout=10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import time
 import urllib.request
 import uuid
@@ -18,11 +17,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from notifierkit import Harness, wait_for
+from notifierkit import Harness
 
 from services.notifier import tasks
 from services.notifier.app import Runtime
 from shared.db.models import AlertSinkState, SinkDelivery
+from tests.support.scrape import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.alertmanager
 LABELS = {
@@ -31,13 +32,6 @@ LABELS = {
     "pod": "api-0",
     "severity": "critical",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> Any:
@@ -206,7 +200,7 @@ def test_an_unreachable_alertmanager_is_a_temporary_failure(
         "am",
         {
             "type": "alertmanager",
-            "config": {"url": f"http://127.0.0.1:{_free_port()}", "actions": ["silence"]},
+            "config": {"url": f"http://127.0.0.1:{free_port()}", "actions": ["silence"]},
         },
     )
     _, ids = harness.add_finished_run(["am"], harness.add_alert(labels=LABELS))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifierkit import REPO, SLACK_TOKEN, NotifierProcess, slack_sink, wait_for
+from notifierkit import SLACK_TOKEN, NotifierProcess, slack_sink
 
 from services.standins.slack import SlackAPI
 from shared.db import resources
@@ -33,6 +33,8 @@ from tests.functional.ingest.conftest import load_fixture, source_spec
 from tests.functional.ingest.ingestserver import Ingest, ingest_env, running_ingest
 from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel, call
+from tests.support.waiting import wait_for
+from tests.support.workers import REPO
 
 pytestmark = pytest.mark.timeout(180)
 

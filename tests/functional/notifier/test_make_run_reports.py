@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from notifierkit import REPO, wait_for
+
+from tests.support.scrape import free_port
+from tests.support.waiting import wait_for
+from tests.support.workers import REPO
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _post(url: str, body: bytes) -> bool:
@@ -45,7 +40,7 @@ def _post(url: str, body: bytes) -> bool:
 
 
 def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
     env.update(
         {

@@ -13,10 +13,11 @@ import uuid
 
 import pytest
 from celery import Celery
-from notifierkit import Harness, NotifierProcess, slack_sink, wait_for
+from notifierkit import Harness, NotifierProcess, slack_sink
 
 from services.standins.slack import SlackAPI
 from shared.queueing import ALERT_RESOLVED, DELIVER, NOTIFIER_QUEUE
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifierkit import REPO, SLACK_TOKEN, NotifierProcess, slack_sink, wait_for
+from notifierkit import SLACK_TOKEN, NotifierProcess, slack_sink
 
 from services.standins.slack import SlackAPI
 from shared.db import resources
@@ -28,6 +28,8 @@ from shared.settings import DatabaseSettings
 from tests.functional.engine.enginekit import WorkerProcess
 from tests.functional.ingest.conftest import load_fixture, source_spec
 from tests.functional.ingest.ingestserver import Ingest, ingest_env, running_ingest
+from tests.support.waiting import wait_for
+from tests.support.workers import REPO
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -13,13 +13,15 @@ import urllib.request
 from typing import Any
 
 import pytest
-from notifierkit import REPO, free_port, wait_for
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
 from services.standins.slack import TOKEN
 from shared.domain import interactions
+from tests.support.scrape import free_port
+from tests.support.waiting import wait_for
+from tests.support.workers import REPO
 
 
 def _get(url: str) -> Any:

@@ -154,6 +154,7 @@ def _collectors() -> list[Collector]:
         IngestMetrics(registry),
         worker_metrics.TaskMetrics(registry),  # engine and notifier workers
         engine_metrics.EngineMetrics(registry),
+        engine_metrics.SchedulerMetrics(registry),
         notifier_metrics.NotifierMetrics(registry),
         controller_metrics.ControllerMetrics(registry),
     ]
@@ -251,6 +252,7 @@ def test_the_pod_monitor_scrapes_the_port_each_deployable_serves_metrics_on(
             "punchingfist-engine",
             "punchingfist-notifier",
             "punchingfist-controller",
+            "punchingfist-scheduler",
         }, overlay
         for name, deployment in selected.items():
             component = name.removeprefix("punchingfist-")
@@ -268,7 +270,7 @@ def test_the_pod_monitor_scrapes_the_port_each_deployable_serves_metrics_on(
 def test_prod_lets_the_monitoring_namespace_reach_the_metrics_ports(builds: Builds) -> None:
     policies = by_kind(builds("prod"), "NetworkPolicy")
     [monitor] = by_kind(builds("monitoring"), "PodMonitor").values()
-    for name in ("engine", "notifier", "controller"):
+    for name in ("engine", "notifier", "controller", "scheduler"):
         deployment = by_kind(builds("prod"), "Deployment")[f"punchingfist-{name}"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert _selects(monitor["spec"]["selector"], labels)
@@ -301,6 +303,7 @@ def test_alerts_cover_the_product(builds: Builds) -> None:
     assert "punchingfist_outbox_backlog" in text
     assert 'punchingfist_queue_length{queue=~"engine|notifier"}' in text  # queue backlog
     assert 'punchingfist_deliveries_total{outcome="failed"}' in text  # failed deliveries
+    assert "punchingfist_scheduler_last_success_timestamp_seconds" in text  # stalled scheduler
     for r in rules:
         assert r["labels"]["severity"] in {"critical", "warning"}
         assert r["annotations"]["summary"]

@@ -239,13 +239,18 @@ def test_nan_is_rejected(variable: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["PF_ENGINE_METRICS_BIND", "PF_NOTIFIER_METRICS_BIND", "PF_CONTROLLER_METRICS_BIND"]
+    ("name", "group", "field"),
+    [
+        ("PF_ENGINE_METRICS_BIND", "engine", "metrics_bind"),
+        ("PF_NOTIFIER_METRICS_BIND", "notifier", "metrics_bind"),
+        ("PF_CONTROLLER_METRICS_BIND", "controller", "metrics_bind"),
+        ("PF_SCHEDULER_METRICS_BIND", "engine", "scheduler_metrics_bind"),
+    ],
 )
-def test_metrics_binds_are_off_by_default_and_checked(name: str) -> None:
-    group = name.split("_")[1].lower()
-    assert getattr(settings.from_env({}), group).metrics_bind == ""
+def test_metrics_binds_are_off_by_default_and_checked(name: str, group: str, field: str) -> None:
+    assert getattr(getattr(settings.from_env({}), group), field) == ""
     given = settings.from_env({name: "0.0.0.0:9100"})
-    assert getattr(given, group).metrics_bind == "0.0.0.0:9100"
+    assert getattr(getattr(given, group), field) == "0.0.0.0:9100"
     assert settings.split_host_port("[::]:9100") == ("::", 9100)
     for wrong in ("9100", "0.0.0.0:", "0.0.0.0:port", ":9100", "host:70000"):
         with pytest.raises(ConfigError, match=name):
