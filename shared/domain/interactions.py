@@ -1,4 +1,4 @@
-"""Slack interactions: the Approve / Reject buttons and what a click on one says.
+"""Slack interactions: the Approve / Deny buttons and what a click on one says.
 
 Two deployables must agree on the buttons: the notifier renders them (an ``actions``
 block whose buttons carry the approval id as their ``value``) and ingest reads the
@@ -39,7 +39,7 @@ class Click:
 
 
 def buttons(approval_id: str, what: str) -> dict[str, Any]:
-    """The ``actions`` block with Approve / Reject (a denial) for one approval."""
+    """The ``actions`` block with Approve / Deny for one approval."""
     return {
         "type": "actions",
         "block_id": "pf-approval",
@@ -61,7 +61,7 @@ def buttons(approval_id: str, what: str) -> dict[str, Any]:
                 "type": "button",
                 "action_id": DENY_ACTION,
                 "style": "danger",
-                "text": {"type": "plain_text", "text": "Reject"},
+                "text": {"type": "plain_text", "text": "Deny"},
                 "value": approval_id,
             },
         ],

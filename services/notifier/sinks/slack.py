@@ -5,7 +5,7 @@ its thread's parent; its channel id and ``ts`` go to the alert's Sink state, and
 every later message about the alert (another run's result, an escalation) is a
 reply in that thread. When the alert resolves, the parent is edited
 (``chat.update``) to say so and a reply says when and how. A run that pauses for
-approval posts the proposed change with Approve / Reject buttons (in the thread, or
+approval posts the proposed change with Approve / Deny buttons (in the thread, or
 as its parent); once decided, that message is edited (``chat.update``, by
 ``notifier.approval_decided``) to say who decided and when, without the buttons.
 

@@ -177,7 +177,7 @@ _DECIDED = {
     "executed": (":white_check_mark:", "Approved"),
     "failed": (":x:", "Approved"),
     "unknown": (":warning:", "Approved"),
-    "denied": (":no_entry:", "Rejected"),
+    "denied": (":no_entry:", "Denied"),
     "expired": (":hourglass:", "Expired"),
 }
 
@@ -193,7 +193,7 @@ def who(by: Any) -> str:
 
 
 def decision_block(approval: Mapping[str, Any]) -> dict[str, Any]:
-    """The line that replaces the buttons: who approved or rejected, and when; for a
+    """The line that replaces the buttons: who approved or denied, and when; for a
     change that failed or whose outcome is unknown, that a person must check."""
     status = str(approval.get("status") or "")
     icon, verb = _DECIDED.get(status, (":grey_question:", status.capitalize()))
@@ -230,7 +230,7 @@ def remediation_text(approvals: list[Mapping[str, Any]]) -> str:
         elif (check := messages.needs_a_check(approval)) is not None:
             outcome = f"approved, but {check}"
         elif status == "denied":
-            outcome = "not made: rejected"
+            outcome = "not made: denied"
         elif status == "expired":
             outcome = "not made: nobody decided in time"
         else:

@@ -56,7 +56,7 @@ def test_a_decision_keeps_the_resolved_line_of_the_parent_it_edits(
     assert not _buttons(parent)
     blocks = json.dumps(parent["blocks"])
     assert parent["blocks"][0]["block_id"] == "pf-resolved"
-    assert "*Rejected* by <@U0BOB>" in blocks
+    assert "*Denied* by <@U0BOB>" in blocks
     # The delivery notes the edit; a second message edits nothing more.
     assert harness.delivery(delivery_id).response["decisionShown"] == "denied"
     edits = len(slack.calls("chat.update"))

@@ -5,7 +5,7 @@
 stand-in, the Kubernetes API double and a scripted model that asks to restart a
 rollout. The run pauses for approval and the engine queues the request to the
 Workflow's Sinks: the thread shows the proposed change, its risk and rationale, with
-Approve / Reject buttons. A click (posted by the stand-in, signed as Slack signs it)
+Approve / Deny buttons. A click (posted by the stand-in, signed as Slack signs it)
 decides; the message is edited to say who decided and when, without the buttons;
 the run's outcome is replied in the thread when it ends.
 """
@@ -213,7 +213,7 @@ def _fire(pipeline: Ingest) -> tuple[str, str]:
 
 
 def _asking(slack: SlackAPI) -> dict[str, Any]:
-    """The thread's parent once it shows the Approve / Reject buttons."""
+    """The thread's parent once it shows the Approve / Deny buttons."""
     return wait_for(
         lambda: next((m for m in slack.parents() if _buttons(m)), None),
         90,
@@ -245,7 +245,7 @@ def test_an_approval_is_asked_decided_and_reported_in_the_alerts_thread(
     assert "*Rationale:* the pods crash-loop on a stale config" in shown
     [actions] = _buttons(parent)
     approve, reject = actions["elements"]
-    assert (approve["text"]["text"], reject["text"]["text"]) == ("Approve", "Reject")
+    assert (approve["text"]["text"], reject["text"]["text"]) == ("Approve", "Deny")
     [approval] = [
         a for a in pipeline.get("/api/v1/approvals").body["approvals"] if a["runId"] == run_id
     ]
@@ -316,13 +316,13 @@ def test_a_rejection_is_shown_and_the_change_is_not_made(
         60,
         "the approval message still shows its buttons",
     )
-    assert ":no_entry: *Rejected* by <@U0ALICE> at 20" in _text(edited)
+    assert ":no_entry: *Denied* by <@U0ALICE> at 20" in _text(edited)
     outcome = wait_for(
         lambda: next((r for r in slack.replies(parent["ts"]) if "Remediation" in _text(r)), None),
         90,
         "no reply with the remediation's outcome",
     )
-    assert "restart-rollout deployment shop/web`: not made: rejected" in _text(outcome)
+    assert "restart-rollout deployment shop/web`: not made: denied" in _text(outcome)
     assert pipeline.get(f"/api/v1/runs/{run_id}").body["phase"] == "Succeeded"
     assert cluster.patched == []
 

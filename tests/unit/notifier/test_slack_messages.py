@@ -204,7 +204,7 @@ def test_a_decided_approval_shows_who_decided_and_when_instead_of_the_buttons() 
     assert "Approval denied" in shown
     assert "*Risk:* high" in shown
     assert "*Rationale:* the pod &lt;!here&gt; never starts" in shown
-    assert ":no_entry: *Rejected* by <@U0ALICE> at 2026-11-29T08:40:00+00:00" in shown
+    assert ":no_entry: *Denied* by <@U0ALICE> at 2026-11-29T08:40:00+00:00" in shown
 
 
 def test_a_finished_run_says_what_became_of_its_changes() -> None:
