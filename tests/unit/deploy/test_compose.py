@@ -74,6 +74,12 @@ def test_workers_have_a_liveness_healthcheck(name: str) -> None:
     check_punchingfist_argv(test[2:], f"compose {name} healthcheck")
 
 
+@pytest.mark.parametrize("name", ["controller", "ingest", "engine", "notifier", "scheduler"])
+def test_deployables_come_back_after_they_exit(name: str) -> None:
+    # A worker that exits on an error it cannot recover from must not stay down.
+    assert SERVICES[name].get("restart") == "unless-stopped"
+
+
 def test_controller_reads_the_examples_folder() -> None:
     controller = SERVICES["controller"]
     assert controller["command"] == ["controller", "--config-dir", "/config"]
