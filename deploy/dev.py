@@ -12,7 +12,10 @@ created when missing and migrated). ``make dev-stop`` stops what the pid files n
 
 Ports and places come from the environment (or make variables of the same name):
 DEV_DIR (var/dev), DEV_INGEST_PORT (8080), DEV_SLACK_PORT (8090), DEV_LLM_PORT
-(8091), DEV_FLOWER_PORT (5555). Logs are JSON lines (``PF_LOG_FORMAT`` overrides),
+(8091), DEV_FLOWER_PORT (5555), and the /metrics ports of the engine, notifier,
+controller and scheduler: DEV_ENGINE_METRICS_PORT (9101), DEV_NOTIFIER_METRICS_PORT
+(9102), DEV_CONTROLLER_METRICS_PORT (9103), DEV_SCHEDULER_METRICS_PORT (9104); ingest
+serves its own on the ingest port. Logs are JSON lines (``PF_LOG_FORMAT`` overrides),
 one ``<name>.log`` per process, so that ``grep <alert id> var/dev/*.log`` follows an
 alert; what a process prints (the stdout Sink's reports, Celery's banner) goes to
 ``<name>.out``.
@@ -58,6 +61,8 @@ SLACK_TOKEN = "xoxb-test-token"  # the stand-in's default: a development value  
 FLOWER_TASK_COLUMNS = "name,uuid,state,args,received,started,runtime,worker"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
+# Each deployable that serves /metrics on a port of its own, and that port's default.
+METRICS_PORTS = {"engine": 9101, "notifier": 9102, "controller": 9103, "scheduler": 9104}
 
 
 class Stack:
@@ -69,6 +74,10 @@ class Stack:
         self.slack_port = int(env.get("DEV_SLACK_PORT") or 8090)
         self.llm_port = int(env.get("DEV_LLM_PORT") or 8091)
         self.flower_port = int(env.get("DEV_FLOWER_PORT") or 5555)
+        self.metrics_ports = {
+            name: int(env.get(f"DEV_{name.upper()}_METRICS_PORT") or default)
+            for name, default in METRICS_PORTS.items()
+        }
         self.broker_url = env.get("PF_BROKER_URL") or "redis://127.0.0.1:6379/0"
         self.database_url = (
             env.get("PF_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/punchingfist_dev"
@@ -84,6 +93,10 @@ class Stack:
             "PF_API_TOKEN_FILE": env.get("PF_API_TOKEN_FILE")
             or str(EXAMPLES / "secrets" / "punchingfist-api" / "token"),
             "PF_LOG_FORMAT": env.get("PF_LOG_FORMAT") or "json",
+            **{
+                f"PF_{name.upper()}_METRICS_BIND": f"{HOST}:{port}"
+                for name, port in self.metrics_ports.items()
+            },
             "PYTHONUNBUFFERED": "1",
             # Flower listens on 127.0.0.1 only: its API (/api/tasks) answers without
             # credentials, as the dashboard does.

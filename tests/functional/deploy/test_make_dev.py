@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from shared.db.engines import make_engine
 from shared.settings import DatabaseSettings
 from tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
+from tests.support.scrape import scrape
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -61,6 +62,9 @@ def _make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+METRICS = ("engine", "notifier", "controller", "scheduler")
+
+
 class Stack:
     def __init__(self, run_dir: Path, database: str) -> None:
         self.dir = run_dir
@@ -69,6 +73,8 @@ class Stack:
             name: _free_port() for name in ("DEV_INGEST_PORT", "DEV_SLACK_PORT", "DEV_FLOWER_PORT")
         }
         self.ports["DEV_LLM_PORT"] = _free_port()
+        for name in METRICS:
+            self.ports[f"DEV_{name.upper()}_METRICS_PORT"] = _free_port()
         self.database_url = (
             sa.make_url(POSTGRES_ADMIN_URL)
             .set(database=database)
@@ -187,6 +193,43 @@ def test_flower_lists_the_engine_tasks_with_the_run_id(stack: Stack) -> None:
     names = {task["name"] for task in tasks.values() if stack.run_id in (task["args"] or "")}
     # The start ingest sent, and the deliveries to the console and Slack Sinks.
     assert {"engine.start_workflows", "engine.run_step", "notifier.deliver"} <= names
+
+
+def test_every_deployable_serves_metrics_that_count_the_alert(stack: Stack) -> None:
+    wait_for(
+        lambda: (
+            scrape(stack.url("DEV_ENGINE_METRICS_PORT", "/metrics")).value(
+                "punchingfist_runs_finished_total", phase="Succeeded"
+            )
+            == 1
+        ),
+        120,
+        "the engine's /metrics to count the run",
+    )
+    engine = scrape(stack.url("DEV_ENGINE_METRICS_PORT", "/metrics"))
+    assert engine.value(
+        "punchingfist_tasks_total", task="engine.run_step", outcome="succeeded"
+    ) == len(STEPS)
+    notifier = wait_for(
+        lambda: (
+            (found := scrape(stack.url("DEV_NOTIFIER_METRICS_PORT", "/metrics"))).total(
+                "punchingfist_deliveries_total", outcome="delivered"
+            )
+            >= 1
+            and found
+        ),
+        60,
+        "the notifier's /metrics to count a delivery",
+    )
+    assert (
+        notifier.value("punchingfist_deliveries_total", sink_type="slack", outcome="delivered") >= 1
+    )
+    controller = scrape(stack.url("DEV_CONTROLLER_METRICS_PORT", "/metrics"))
+    assert controller.total("punchingfist_controller_reconciles_total", kind="Source") >= 1
+    scheduler = scrape(stack.url("DEV_SCHEDULER_METRICS_PORT", "/metrics"))
+    assert scheduler.has("punchingfist_scheduler_last_success_timestamp_seconds")
+    ingest = scrape(stack.url("DEV_INGEST_PORT", "/metrics"))
+    assert ingest.total("flask_http_request_duration_seconds_count") >= 1
 
 
 def _grep(stack: Stack, needle: str) -> list[tuple[str, dict[str, Any]]]:
