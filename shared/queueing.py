@@ -73,8 +73,8 @@ def make_celery(settings: Settings, name: str = "punchingfist") -> Celery:
 
         broker, transport = broker.removeprefix("sqla+"), EmbeddedSQLTransport
     elif broker.startswith(("redis://", "rediss://")):
-        # Survives Redis restarting during a task (see shared.transports).
-        from shared.transports import RedisTransport
+        # Survives Redis restarting during a task (see shared.redis_transport).
+        from shared.redis_transport import RedisTransport
 
         transport = RedisTransport
     app = Celery(name, broker=broker, set_as_current=False)

@@ -3,7 +3,7 @@
 The engine's worker loses the broker with a task in hand (acknowledged late); the
 step's result is committed, and the message for the next step may not get out
 (Celery gives up after three tries). Redis is started again. The engine worker must
-stay up and reconnect (kombu 5.7 used to crash it: ``shared.transports``), and the
+stay up and reconnect (kombu 5.7 used to crash it: ``shared.redis_transport``), and the
 run must finish with nothing run twice and one Slack parent. A next-step message
 that was lost is re-sent by the engine's recovery pass once the run has been idle
 for ``PF_ENGINE_STALL_SECONDS``, shortened here to seconds.
