@@ -205,6 +205,7 @@ def test_every_deployable_serves_metrics_that_count_the_alert(stack: Stack) -> N
         ),
         120,
         "the engine's /metrics to count the run",
+        ignoring=(OSError,),
     )
     engine = scrape(stack.url("DEV_ENGINE_METRICS_PORT", "/metrics"))
     assert engine.value(
@@ -220,13 +221,26 @@ def test_every_deployable_serves_metrics_that_count_the_alert(stack: Stack) -> N
         ),
         60,
         "the notifier's /metrics to count a delivery",
+        ignoring=(OSError,),
     )
     assert (
         notifier.value("punchingfist_deliveries_total", sink_type="slack", outcome="delivered") >= 1
     )
-    controller = scrape(stack.url("DEV_CONTROLLER_METRICS_PORT", "/metrics"))
+    # make dev does not wait for the scheduler (it has no readiness to wait on): its
+    # endpoint may come up a moment after the others.
+    controller = wait_for(
+        lambda: scrape(stack.url("DEV_CONTROLLER_METRICS_PORT", "/metrics")),
+        30,
+        "controller",
+        ignoring=(OSError,),
+    )
     assert controller.total("punchingfist_controller_reconciles_total", kind="Source") >= 1
-    scheduler = scrape(stack.url("DEV_SCHEDULER_METRICS_PORT", "/metrics"))
+    scheduler = wait_for(
+        lambda: scrape(stack.url("DEV_SCHEDULER_METRICS_PORT", "/metrics")),
+        30,
+        "scheduler",
+        ignoring=(OSError,),
+    )
     assert scheduler.has("punchingfist_scheduler_last_success_timestamp_seconds")
     ingest = scrape(stack.url("DEV_INGEST_PORT", "/metrics"))
     assert ingest.total("flask_http_request_duration_seconds_count") >= 1
