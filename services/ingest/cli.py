@@ -134,11 +134,16 @@ def serve(args: argparse.Namespace) -> int:
         "ingest starting",
         extra={"bind": bind, "workers": workers, "read_timeout": config.ingest.read_timeout},
     )
+    arbiter_pid = os.getpid()
     try:
         IngestServer().run()
     finally:
-        # The arbiter leaves by sys.exit: without the finally the folder stayed.
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # The arbiter leaves by sys.exit: without the finally the folder stayed. A
+        # worker is a fork of this frame and leaves by sys.exit too: only the arbiter
+        # removes the folder, or the first worker to exit took it from the others
+        # (one still booting then failed on the missing folder).
+        if os.getpid() == arbiter_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -154,7 +159,9 @@ def _worker_exit(_server: Any, worker: Any) -> None:
     """Write the batched publish marks before the worker goes (else: resent later)."""
     from services.ingest.state import EXTENSION
 
-    ingest_state = worker.wsgi.extensions[EXTENSION] if worker.wsgi else None
+    # A worker that left while booting has no application.
+    wsgi = getattr(worker, "wsgi", None)
+    ingest_state = wsgi.extensions[EXTENSION] if wsgi else None
     if ingest_state is not None:
         if ingest_state.background is not None:
             ingest_state.background.stop()
