@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,15 @@ def _post(url: str, body: bytes) -> bool:
         return False
 
 
+# The report's first line, whatever the run's state: a failed run fails the test with
+# its report rather than a timeout.
+_FINISHED = re.compile(r"run \w+ ==\n")
+
+
+def _tail(path: Path, lines: int) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
 def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
@@ -52,7 +62,8 @@ def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
         }
     )
     out = tmp_path / "stdout"
-    with out.open("wb") as stdout:
+    logs = tmp_path / "stderr"
+    with out.open("wb") as stdout, logs.open("wb") as stderr:
         child = subprocess.Popen(
             [
                 sys.executable,
@@ -67,7 +78,7 @@ def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
             cwd=REPO,
             env=env,
             stdout=stdout,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             start_new_session=True,
         )
     try:
@@ -76,13 +87,19 @@ def test_an_alert_report_appears_on_the_terminal(tmp_path: Path) -> None:
         wait_for(
             lambda: _post(f"http://127.0.0.1:{port}/webhook/alertmanager", body) or time.sleep(0.5),
             60,
-            "ingest did not accept the alert",
+            "ingest to accept the alert",
         )
-        report = wait_for(
-            lambda: "run Succeeded ==" in (text := out.read_text()) and text,
-            60,
-            "no report on stdout",
-        )
+        try:
+            report = wait_for(
+                lambda: _FINISHED.search(text := out.read_text()) and text,
+                60,
+                "a report on stdout",
+            )
+        except AssertionError as timeout:
+            # The components' logs say where the alert stopped (ingest, broker, engine, notifier).
+            raise AssertionError(
+                f"{timeout}\n--- stderr (last 80 lines) ---\n{_tail(logs, 80)}"
+            ) from None
         assert "== Punching Fist: KubePodCrashLooping (critical): run Succeeded ==" in report
         assert f"pod={pod}" in report
         assert (
