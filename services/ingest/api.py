@@ -401,9 +401,23 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     return received_at, key
 
 
+_ALERT_FILTERS = frozenset({"status", "fingerprint", "source", "limit", "cursor"})
+
+
 @blueprint.get("/api/v1/alerts")
 def list_alerts() -> tuple[Response, int]:
     args = request.args
+    # A misspelt filter (?state=firing) must not answer with every alert as if it applied.
+    unknown = sorted(set(args) - _ALERT_FILTERS)
+    if unknown:
+        return _error(
+            400,
+            f"unknown query parameter {', '.join(map(repr, unknown))}; "
+            f"this list takes {', '.join(sorted(_ALERT_FILTERS))}",
+        )
+    repeated = sorted(name for name in args if len(args.getlist(name)) > 1)
+    if repeated:
+        return _error(400, f"query parameter {', '.join(map(repr, repeated))} given more than once")
     query = sa.select(_ALERTS)
     status = args.get("status")
     if status is not None:

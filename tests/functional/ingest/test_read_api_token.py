@@ -47,6 +47,14 @@ def test_read_api_needs_the_token_through_gunicorn(
         answer = pf.get(f"/api/v1/alerts?cursor={naive}")
         assert answer.status == 400
         assert "cursor" in answer.body["error"]
+        # A misspelt or repeated filter is refused, not ignored (which listed every alert).
+        answer = pf.get("/api/v1/alerts?state=resolved")
+        assert answer.status == 400
+        assert "unknown query parameter 'state'" in answer.body["error"]
+        answer = pf.get("/api/v1/alerts?status=resolved&status=firing")
+        assert answer.status == 400
+        assert "'status' given more than once" in answer.body["error"]
+        assert pf.get("/api/v1/alerts?status=resolved").body["items"] == []
     assert "Traceback" not in pf.log()
 
 
