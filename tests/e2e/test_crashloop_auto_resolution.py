@@ -14,7 +14,6 @@ the change waits for a person, and the alert's resolution expires that silence.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
@@ -22,7 +21,6 @@ import pytest
 
 from tests.e2e.harness import Pipeline
 from tests.support.openai_double import call, tool_results
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -121,24 +119,6 @@ def _start(pipeline_for: Any) -> tuple[Pipeline, dict[str, Any], dict[str, Any]]
 def _our_silences(pipeline: Pipeline) -> list[dict[str, Any]]:
     silences = pipeline.http.get(f"{pipeline.alertmanager_url}/api/v2/silences").json()
     return [s for s in silences if s["createdBy"] == "punching-fist"]
-
-
-def _play_the_deployment_controller(pipeline: Pipeline) -> threading.Thread:
-    """Once the rollout restart arrives, the new pods become ready."""
-    cluster = pipeline.cluster
-
-    def roll() -> None:
-        wait_for(lambda: cluster.patched, 120, "the rollout restart")
-        cluster.set_status(
-            "deployments",
-            "shop",
-            "web",
-            {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2},
-        )
-
-    thread = threading.Thread(target=roll, daemon=True)
-    thread.start()
-    return thread
 
 
 def _thread(pipeline: Pipeline) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -248,7 +228,7 @@ def _approval_buttons(pipeline: Pipeline, approval_id: str) -> dict[str, str]:
 
 def test_an_approval_through_the_api_fixes_verifies_and_resolves(pipeline_for: Any) -> None:
     pipeline, alert, approval = _start(pipeline_for)
-    controller = _play_the_deployment_controller(pipeline)
+    controller = pipeline.cluster.roll_out_when_restarted("shop", "web", replicas=2)
     decided = pipeline.decide(approval["id"], decision="approve", by="ana", comment="go ahead")
     assert decided.status_code == 200, decided.text
     assert decided.json()["status"] == "approved"
@@ -277,7 +257,7 @@ def test_an_approval_through_a_signed_slack_click_fixes_verifies_and_resolves(
     )
     assert forged.status_code == 401, forged.text
     assert pipeline.approvals()[0]["status"] == "pending"
-    controller = _play_the_deployment_controller(pipeline)
+    controller = pipeline.cluster.roll_out_when_restarted("shop", "web", replicas=2)
     clicked = pipeline.slack_click(button["value"], button["action_id"], user="U0ALICE")
     assert clicked.status_code == 200, clicked.text
     _finish_and_resolve(pipeline, alert, approval, "U0ALICE")

@@ -11,9 +11,10 @@ everything (403 with the API's message).
 
 Tests use it as kubectl: ``put`` (any object as ``kubectl apply`` would leave it,
 status included), ``load`` (a scenario: objects, logs, metrics, forbidden
-namespaces), ``set_log``, ``set_metrics``, ``set_status`` (playing a controller),
-``create``, ``update_spec``, ``delete``, ``get``; and read what clients did
-(``requests``, ``patched``, ``deleted``). The HTTP layer and the kubelet only call it.
+namespaces), ``set_log``, ``set_metrics``, ``set_status`` and
+``roll_out_when_restarted`` (playing a controller), ``create``, ``update_spec``,
+``delete``, ``get``; and read what clients did (``requests``, ``patched``,
+``deleted``). The HTTP layer and the kubelet only call it.
 
 It must not know HTTP, and must not decide for the clients under test.
 """
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from shared.resources.schemas import GROUP, KINDS, VERSION
+from tests.support.waiting import wait_for
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (plural, namespace, name); namespace "" when cluster-wide
@@ -317,6 +319,31 @@ class Cluster:
             obj = copy.deepcopy(self.objects[key])
             obj["status"] = merge_patch(obj.get("status") or {}, status)
             self.store(key, obj, "MODIFIED")
+
+    def roll_out_when_restarted(
+        self, namespace: str, name: str, *, replicas: int, after: float = 0.0, timeout: float = 120
+    ) -> threading.Thread:
+        """Play the Deployment controller in a thread: once a client patches anything
+        (the rollout restart), ``after`` seconds later the Deployment's new pods are all
+        ready for its generation. Join the thread to see its failure."""
+
+        def roll() -> None:
+            wait_for(lambda: self.patched, timeout, "the rollout restart")
+            time.sleep(after)
+            deployment = self.get("deployments", namespace, name)
+            assert deployment is not None, f"no Deployment {namespace}/{name}"
+            ready = {
+                "observedGeneration": deployment["metadata"]["generation"],
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+                "updatedReplicas": replicas,
+            }
+            self.set_status("deployments", namespace, name, ready)
+
+        thread = threading.Thread(target=roll, daemon=True, name=f"rollout {namespace}/{name}")
+        thread.start()
+        return thread
 
     def load(self, state: Mapping[str, Any]) -> Cluster:
         """A recorded scenario's cluster: ``objects`` (each with its ``kind``), ``logs``

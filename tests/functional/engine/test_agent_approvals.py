@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,32 +146,6 @@ def start(
     return run_id
 
 
-def play_the_deployment_controller(cluster: Cluster) -> threading.Thread:
-    """Once the rollout restart arrives, the new pods become ready half a second later."""
-
-    def roll() -> None:
-        wait_for(lambda: cluster.patched, 60, "the rollout restart")
-        time.sleep(0.5)
-        web = cluster.get("deployments", "shop", "web")
-        assert web is not None
-        cluster.set_status(
-            "deployments",
-            "shop",
-            "web",
-            {
-                "observedGeneration": web["metadata"]["generation"],
-                "replicas": 2,
-                "readyReplicas": 2,
-                "availableReplicas": 2,
-                "updatedReplicas": 2,
-            },
-        )
-
-    thread = threading.Thread(target=roll, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     harness: Harness,
     redis_app: Celery,
@@ -211,7 +183,7 @@ def test_an_approved_change_is_made_once_verified_and_resolves_the_alert(
     missing = decide(ingest, "00000000-0000-0000-0000-000000000000", decision="deny", by="x")
     assert missing.status == 404
 
-    controller = play_the_deployment_controller(cluster)
+    controller = cluster.roll_out_when_restarted("shop", "web", replicas=2, after=0.5)
     first = decide(ingest, approval["id"], decision="approve", by="ana", comment="go")
     assert first.status == 200, first.body
     assert first.body["status"] == "approved"

@@ -13,7 +13,6 @@ the run's outcome is replied in the thread when it ends.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,31 +180,6 @@ def _buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for b in message["blocks"] if b["type"] == "actions"]
 
 
-def _roll_out_when_restarted(cluster: Cluster) -> threading.Thread:
-    """Play the Deployment controller: once restarted, the pods become ready."""
-
-    def roll() -> None:
-        wait_for(lambda: cluster.patched, 120, "the rollout restart")
-        web = cluster.get("deployments", "shop", "web")
-        assert web is not None
-        cluster.set_status(
-            "deployments",
-            "shop",
-            "web",
-            {
-                "observedGeneration": web["metadata"]["generation"],
-                "replicas": 2,
-                "readyReplicas": 2,
-                "availableReplicas": 2,
-                "updatedReplicas": 2,
-            },
-        )
-
-    thread = threading.Thread(target=roll, daemon=True)
-    thread.start()
-    return thread
-
-
 def _fire(pipeline: Ingest) -> tuple[str, str]:
     answer = pipeline.post(load_fixture("01-firing-single.json"))
     assert answer.status == 200, answer.body
@@ -260,7 +234,7 @@ def test_an_approval_is_asked_decided_and_reported_in_the_alerts_thread(
     assert asked["reference"]["ts"] == parent["ts"]
     assert cluster.patched == []
 
-    roller = _roll_out_when_restarted(cluster)
+    roller = cluster.roll_out_when_restarted("shop", "web", replicas=2)
     decided = _click(slack, pipeline, parent["ts"], interactions.APPROVE_ACTION)
     assert decided["decisions"][0]["by"] == "slack:U0ALICE (alice)"
 
