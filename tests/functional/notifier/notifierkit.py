@@ -1,12 +1,15 @@
 """Helpers for the notifier tests: a store harness that writes finished runs and
-their deliveries the way the engine does, and a real ``punchingfist notifier``
-worker process (``tests.support.workers``)."""
+their deliveries the way the engine does, a real ``punchingfist notifier`` worker
+process (``tests.support.workers``), and the pipeline of real processes (ingest under
+gunicorn, engine and notifier workers) that the end-to-end notifier tests run."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,13 @@ import sqlalchemy as sa
 from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.db.models import Alert, AlertSinkState, Approval, SinkDelivery, WorkflowRun, utcnow
+from shared.resources import schemas
 from shared.settings import DatabaseSettings
+from tests.functional.engine.enginekit import WorkerProcess
+from tests.functional.ingest.conftest import source_spec
+from tests.functional.ingest.ingestserver import Ingest, ingest_env, running_ingest
 from tests.support import workers
+from tests.support.workers import REPO
 
 SLACK_TOKEN = "xoxb-test-token"
 
@@ -247,3 +255,72 @@ class NotifierProcess(workers.PunchingFistProcess):
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         super().__init__(["notifier"], env, log_path, stop_timeout=10)
+
+
+def put_resources(
+    database_url: str, workflow: dict[str, Any], sinks: Mapping[str, dict[str, Any]]
+) -> None:
+    """Store the Workflow ``triage`` and the Sinks as the controller would."""
+    engine = make_engine(DatabaseSettings(url=database_url))
+    with make_session_factory(engine).begin() as session:
+        resources.upsert(
+            session,
+            "Workflow",
+            "default",
+            "triage",
+            schemas.normalize("Workflow", "triage", workflow),
+        )
+        for name, spec in sinks.items():
+            resources.upsert(
+                session, "Sink", "default", name, schemas.normalize("Sink", name, spec)
+            )
+    engine.dispose()
+
+
+# Short intervals, so that relays, retries and recoveries happen within a test's time.
+PIPELINE_ENV = {
+    "PF_OUTBOX_RELAY_INTERVAL": "0.5",
+    "PF_NOTIFIER_CONCURRENCY": "2",
+    "PF_NOTIFIER_RETRY_BACKOFF": "0.1",
+    "PF_NOTIFIER_RECOVERY_INTERVAL": "0.5",
+    "PF_ENGINE_CONCURRENCY": "1",
+    "PYTHONPATH": str(REPO),
+}
+
+
+@dataclasses.dataclass
+class Pipeline:
+    ingest: Ingest
+    engine: WorkerProcess
+    notifier: NotifierProcess
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    database_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    *,
+    start_notifier: bool = True,
+    **env: str,
+) -> Iterator[Pipeline]:
+    """``punchingfist ingest`` (one gunicorn worker, the ``alertmanager`` Source), an
+    engine worker and a notifier worker (started unless ``start_notifier`` is false),
+    on one database, broker and secrets folder (with the Slack bot token)."""
+    (tmp_path / "secrets" / "slack-bot").mkdir(parents=True)
+    (tmp_path / "secrets" / "slack-bot" / "token").write_text(SLACK_TOKEN)
+    env = {**PIPELINE_ENV, **env}
+    with running_ingest(
+        database_url, tmp_path, redis_url, {"alertmanager": source_spec()}, workers=1, **env
+    ) as ingest:
+        worker_env = ingest_env(database_url, tmp_path, redis_url, **env)
+        engine = WorkerProcess(worker_env, tmp_path / "engine.log")
+        notifier = NotifierProcess(worker_env, tmp_path / "notifier.log")
+        engine.start()
+        if start_notifier:
+            notifier.start()
+        try:
+            yield Pipeline(ingest, engine, notifier)
+        finally:
+            notifier.stop()
+            engine.stop()

@@ -19,21 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifierkit import SLACK_TOKEN, NotifierProcess, slack_sink
+from notifierkit import put_resources, running_pipeline, slack_sink
 
 from services.standins.slack import SlackAPI
-from shared.db import resources
-from shared.db.engines import make_engine, make_session_factory
 from shared.domain import interactions
-from shared.resources import schemas
-from shared.settings import DatabaseSettings
-from tests.functional.engine.enginekit import WorkerProcess
-from tests.functional.ingest.conftest import load_fixture, source_spec
-from tests.functional.ingest.ingestserver import Ingest, ingest_env, running_ingest
+from tests.functional.ingest.conftest import load_fixture
+from tests.functional.ingest.ingestserver import Ingest
 from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel, call
 from tests.support.waiting import wait_for
-from tests.support.workers import REPO
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -85,10 +79,8 @@ def model() -> Iterator[ScriptedModel]:
         yield scripted
 
 
-def _put_resources(
-    database_url: str, slack_url: str, model_url: str, approval_timeout: str
-) -> None:
-    workflow = {
+def _workflow(model_url: str, approval_timeout: str) -> dict[str, Any]:
+    return {
         "runtime": {
             "llmConfig": {"provider": "local", "endpoint": model_url, "model": "scripted"},
             "tools": {"remediation": {"actions": ["restart-rollout"], "namespaces": ["shop"]}},
@@ -106,23 +98,6 @@ def _put_resources(
         "outputs": [{"name": "summary", "value": "{{ steps.investigate.output.summary }}"}],
         "sinks": ["slack"],
     }
-    engine = make_engine(DatabaseSettings(url=database_url))
-    with make_session_factory(engine).begin() as session:
-        resources.upsert(
-            session,
-            "Workflow",
-            "default",
-            "triage",
-            schemas.normalize("Workflow", "triage", workflow),
-        )
-        resources.upsert(
-            session,
-            "Sink",
-            "default",
-            "slack",
-            schemas.normalize("Sink", "slack", slack_sink(slack_url)),
-        )
-    engine.dispose()
 
 
 @pytest.fixture
@@ -141,35 +116,19 @@ def pipeline(  # noqa: PLR0917  (one argument per fixture it needs)
     model: ScriptedModel,
     approval_timeout: str,
 ) -> Iterator[Ingest]:
-    _put_resources(database_url, slack.url, model.url, approval_timeout)
-    (tmp_path / "secrets" / "slack-bot").mkdir(parents=True)
-    (tmp_path / "secrets" / "slack-bot" / "token").write_text(SLACK_TOKEN)
+    workflow = _workflow(model.url, approval_timeout)
+    put_resources(database_url, workflow, {"slack": slack_sink(slack.url)})
     secret_file = tmp_path / "slack-signing-secret"
     secret_file.write_text(SIGNING_SECRET + "\n")
-    env = {
-        "PF_OUTBOX_RELAY_INTERVAL": "0.5",
-        "PF_NOTIFIER_CONCURRENCY": "2",
-        "PF_NOTIFIER_RETRY_BACKOFF": "0.1",
-        "PF_NOTIFIER_RECOVERY_INTERVAL": "0.5",
-        "PF_ENGINE_CONCURRENCY": "1",
-        "PF_ENGINE_RECOVERY_INTERVAL": "0.5",
-        "PF_ENGINE_KUBERNETES_API_URL": cluster.url,
-        "PF_SLACK_SIGNING_SECRET_FILE": str(secret_file),
-        "PYTHONPATH": str(REPO),
-    }
-    with running_ingest(
-        database_url, tmp_path, redis_url, {"alertmanager": source_spec()}, workers=1, **env
-    ) as ingest:
-        worker_env = ingest_env(database_url, tmp_path, redis_url, **env)
-        engine = WorkerProcess(worker_env, tmp_path / "engine.log")
-        notifier = NotifierProcess(worker_env, tmp_path / "notifier.log")
-        engine.start()
-        notifier.start()
-        try:
-            yield ingest
-        finally:
-            notifier.stop()
-            engine.stop()
+    with running_pipeline(
+        database_url,
+        redis_url,
+        tmp_path,
+        PF_ENGINE_RECOVERY_INTERVAL="0.5",
+        PF_ENGINE_KUBERNETES_API_URL=cluster.url,
+        PF_SLACK_SIGNING_SECRET_FILE=str(secret_file),
+    ) as running:
+        yield running.ingest
 
 
 def _text(message: dict[str, Any]) -> str:

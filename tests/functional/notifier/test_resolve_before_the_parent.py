@@ -18,80 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifierkit import SLACK_TOKEN, NotifierProcess, slack_sink
+from notifierkit import Pipeline, put_resources, running_pipeline, slack_sink
 
 from services.standins.slack import SlackAPI
-from shared.db import resources
-from shared.db.engines import make_engine, make_session_factory
-from shared.resources import schemas
-from shared.settings import DatabaseSettings
-from tests.functional.engine.enginekit import WorkerProcess
-from tests.functional.ingest.conftest import load_fixture, source_spec
-from tests.functional.ingest.ingestserver import Ingest, ingest_env, running_ingest
+from tests.functional.ingest.conftest import load_fixture
+from tests.functional.ingest.ingestserver import Ingest
 from tests.support.waiting import wait_for
-from tests.support.workers import REPO
 
 pytestmark = pytest.mark.timeout(150)
 
 
-def _put_resources(database_url: str, slack_url: str) -> None:
-    workflow = {
-        "steps": [{"name": "look", "type": "cli", "command": ["echo", "restarts: 7"]}],
-        "outputs": [{"name": "summary", "value": "{{ steps.look.output.stdout }}"}],
-        "sinks": ["slack"],
-    }
-    engine = make_engine(DatabaseSettings(url=database_url))
-    with make_session_factory(engine).begin() as session:
-        resources.upsert(
-            session,
-            "Workflow",
-            "default",
-            "triage",
-            schemas.normalize("Workflow", "triage", workflow),
-        )
-        resources.upsert(
-            session,
-            "Sink",
-            "default",
-            "slack",
-            schemas.normalize("Sink", "slack", slack_sink(slack_url)),
-        )
-    engine.dispose()
-
-
-class Pipeline:
-    def __init__(self, ingest: Ingest, notifier: NotifierProcess) -> None:
-        self.ingest = ingest
-        self.notifier = notifier
+WORKFLOW = {
+    "steps": [{"name": "look", "type": "cli", "command": ["echo", "restarts: 7"]}],
+    "outputs": [{"name": "summary", "value": "{{ steps.look.output.stdout }}"}],
+    "sinks": ["slack"],
+}
 
 
 @pytest.fixture
 def pipeline(
     database_url: str, redis_url: str, tmp_path: Path, slack: SlackAPI
 ) -> Iterator[Pipeline]:
-    _put_resources(database_url, slack.url)
-    (tmp_path / "secrets" / "slack-bot").mkdir(parents=True)
-    (tmp_path / "secrets" / "slack-bot" / "token").write_text(SLACK_TOKEN)
-    env = {
-        "PF_OUTBOX_RELAY_INTERVAL": "0.5",
-        "PF_NOTIFIER_CONCURRENCY": "2",
-        "PF_NOTIFIER_RETRY_BACKOFF": "0.1",
-        "PF_NOTIFIER_RECOVERY_INTERVAL": "0.5",
-        "PF_ENGINE_CONCURRENCY": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    with running_ingest(
-        database_url, tmp_path, redis_url, {"alertmanager": source_spec()}, workers=1, **env
-    ) as ingest:
-        worker_env = ingest_env(database_url, tmp_path, redis_url, **env)
-        engine = WorkerProcess(worker_env, tmp_path / "engine.log")
-        notifier = NotifierProcess(worker_env, tmp_path / "notifier.log")
-        engine.start()
-        try:
-            yield Pipeline(ingest, notifier)
-        finally:
-            notifier.stop()
-            engine.stop()
+    put_resources(database_url, WORKFLOW, {"slack": slack_sink(slack.url)})
+    # The notifier starts in the test, after the run has ended.
+    with running_pipeline(database_url, redis_url, tmp_path, start_notifier=False) as running:
+        yield running
 
 
 def _resolved(firing: dict[str, Any]) -> dict[str, Any]:
