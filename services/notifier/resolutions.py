@@ -81,27 +81,24 @@ def unfinished(
 
 
 def _as_seen(item: Resolution) -> sa.ColumnElement[bool]:
-    worker = _STATES.c.worker.is_(None) if item.worker is None else _STATES.c.worker == item.worker
     return sa.and_(
         store.state_key(item.alert_id, item.sink_name),
         _STATES.c.resolved_at.is_(None),
         _STATES.c.resolution_attempts == item.attempts,
-        worker,
+        store.claimant_is(_STATES, item.worker),
     )
 
 
 def claim(session: Session, item: Resolution, worker: str, now: dt.datetime, lease: float) -> bool:
-    result = session.execute(
-        sa.update(_STATES)
-        .where(_as_seen(item))
-        .values(
-            worker=worker,
-            lease_until=now + dt.timedelta(seconds=lease),
-            resolution_attempts=item.attempts + 1,
-            updated_at=now,
-        )
+    return store.take_lease(
+        session,
+        _STATES,
+        _as_seen(item),
+        attempts=("resolution_attempts", item.attempts),
+        worker=worker,
+        now=now,
+        lease=lease,
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def record(

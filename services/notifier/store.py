@@ -178,32 +178,59 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 def _as_seen(loaded: Loaded) -> sa.ColumnElement[bool]:
     """The delivery is still as ``load`` saw it: Pending, same attempts, same claimant."""
-    worker = (
-        _DELIVERIES.c.worker.is_(None)
-        if loaded.worker is None
-        else _DELIVERIES.c.worker == loaded.worker
-    )
     return sa.and_(
         _DELIVERIES.c.id == loaded.id,
         _DELIVERIES.c.phase == Phase.PENDING,
         _DELIVERIES.c.attempts == loaded.attempts,
-        worker,
+        claimant_is(_DELIVERIES, loaded.worker),
     )
+
+
+def claimant_is(table: sa.Table, worker: str | None) -> sa.ColumnElement[bool]:
+    """The row's ``worker`` column is still the claimant that was read (or still none)."""
+    return table.c.worker.is_(None) if worker is None else table.c.worker == worker
+
+
+def take_lease(
+    session: Session,
+    table: sa.Table,
+    as_seen: sa.ColumnElement[bool],
+    *,
+    attempts: tuple[str, int],
+    worker: str,
+    now: dt.datetime,
+    lease: float,
+) -> bool:
+    """Lease the row matched by ``as_seen`` to ``worker`` for one more attempt
+    (``attempts``: the counter column and the value read). False when someone else
+    changed the row first: the compare-and-set that lets two workers race safely."""
+    column, seen = attempts
+    result = session.execute(
+        sa.update(table)
+        .where(as_seen)
+        .values(
+            {
+                "worker": worker,
+                "lease_until": now + dt.timedelta(seconds=lease),
+                column: seen + 1,
+                "updated_at": now,
+            }
+        )
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def claim(session: Session, loaded: Loaded, worker: str, now: dt.datetime, lease: float) -> bool:
     """Take the delivery for one attempt; False when someone else changed it first."""
-    result = session.execute(
-        sa.update(_DELIVERIES)
-        .where(_as_seen(loaded))
-        .values(
-            worker=worker,
-            lease_until=now + dt.timedelta(seconds=lease),
-            attempts=loaded.attempts + 1,
-            updated_at=now,
-        )
+    return take_lease(
+        session,
+        _DELIVERIES,
+        _as_seen(loaded),
+        attempts=("attempts", loaded.attempts),
+        worker=worker,
+        now=now,
+        lease=lease,
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def finish_unsent(
