@@ -51,7 +51,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -74,6 +73,7 @@ from shared.settings import DatabaseSettings
 from tests.e2e.processes import Process
 from tests.support.kube_api import Cluster, KubeApiDouble
 from tests.support.openai_double import ScriptedModel
+from tests.support.ports import free_port
 from tests.support.promrecord import RecordedPrometheus
 from tests.support.waiting import wait_for
 
@@ -96,12 +96,6 @@ SECRETS = (
     ("alertmanager-webhook", "token", WEBHOOK_TOKEN),
     ("slack-bot", "token", SLACK_TOKEN),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def missing_binaries() -> list[str]:

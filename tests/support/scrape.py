@@ -8,7 +8,6 @@ never incremented is not exported), so that a test can assert exact counts.
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -43,10 +42,3 @@ def scrape(url: str, timeout: float = 10.0) -> Samples:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         return Samples(response.read().decode())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

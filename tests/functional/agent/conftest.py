@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.ingest.ingestserver import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).parents[3]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from services.engine.tools import registries
 from services.engine.tools.registries import Status, ToolContext, ToolSettings
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.prometheus
 METRICS = "".join(f'pf_test_cpu_ratio{{pod="pod-{i:02d}"}} {i / 100}\n' for i in range(15)).encode()
@@ -34,12 +34,6 @@ class _Exporter(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(METRICS)))
         self.end_headers()
         self.wfile.write(METRICS)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "  - job_name: exporter\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_address[1]}']}}]\n"
     )
-    port = _free_port()
+    port = free_port()
     log = (folder / "log").open("wb")
     process = subprocess.Popen(
         [
@@ -132,6 +126,6 @@ def test_a_bad_query_comes_back_as_error_with_prometheus_reason(prometheus: str)
 
 def test_no_match_is_empty_and_an_unreachable_prometheus_is_an_error(prometheus: str) -> None:
     assert promql(prometheus, query="pf_no_such_metric").status is Status.EMPTY
-    down = promql(f"http://127.0.0.1:{_free_port()}", query="up")
+    down = promql(f"http://127.0.0.1:{free_port()}", query="up")
     assert down.status is Status.ERROR
     assert down.unreachable

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 pytestmark = pytest.mark.timeout(120)
 PUNCHINGFIST = [sys.executable, "-m", "services.cli"]
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -26,14 +28,6 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 # a quiet two-core machine Ctrl-C takes 2 to 2.7 s (4.4 to 6.2 s before the fix), but
 # under the load of parallel test runs it took over 7 s, so a tight bound only flakes.
 STOP_SECONDS = 20.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def env_for(tmp_path: Path, port: int) -> dict[str, str]:

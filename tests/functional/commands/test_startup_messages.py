@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.support.ports import free_port
 
 PUNCHINGFIST = [sys.executable, "-m", "services.cli"]
 
@@ -95,14 +96,6 @@ def test_text_logs_carry_the_fields_json_logs_carry(tmp_path: Path) -> None:
     finally:
         child.terminate()
         child.communicate(timeout=15)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_run_serves_ingest_on_pf_ingest_bind(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from services.controller.secrets import folder_check
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.controller.test_config_dir import SINK, SOURCE, WORKFLOW, write
-from tests.support.scrape import Samples, free_port, scrape
+from tests.support.ports import free_port
+from tests.support.scrape import Samples, scrape
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)

@@ -318,7 +318,8 @@ def test_no_authentication_is_reported_as_a_warning_condition(
 def test_kopf_handlers_count_reconciliations_on_metrics(
     cluster: KubeApiDouble, sqlite_url: str, make_settings: Any
 ) -> None:
-    from tests.support.scrape import free_port, scrape
+    from tests.support.ports import free_port
+    from tests.support.scrape import scrape
 
     port = free_port()
     running = Controller(cluster, sqlite_url, make_settings)

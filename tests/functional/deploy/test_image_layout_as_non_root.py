@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.unit.deploy.test_dockerfile import final_stage_env
 
 NOBODY = 65534
@@ -48,12 +48,6 @@ def layout() -> Iterator[dict[str, Path]]:
     os.chown(var, NOBODY, NOBODY)
     yield {"workdir": workdir, "var": var}
     shutil.rmtree(base, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _environment(var: Path, port: int, *, with_dockerfile_env: bool) -> dict[str, str]:
@@ -133,7 +127,7 @@ def test_without_a_var_dir_ingest_cannot_start_in_a_read_only_folder(
     layout: dict[str, Path],
 ) -> None:
     """The fault as it was: the relative default `var` lands in the working directory."""
-    port = _free_port()
+    port = free_port()
     child = _ingest(layout["workdir"], _environment(layout["var"], port, with_dockerfile_env=False))
     try:
         output, _ = child.communicate(timeout=60)
@@ -144,7 +138,7 @@ def test_without_a_var_dir_ingest_cannot_start_in_a_read_only_folder(
 
 
 def test_with_the_images_environment_ingest_serves_as_non_root(layout: dict[str, Path]) -> None:
-    port = _free_port()
+    port = free_port()
     env = _environment(layout["var"], port, with_dockerfile_env=True)
     child = _ingest(layout["workdir"], env)
     try:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from shared.db.engines import make_engine
 from shared.settings import DatabaseSettings
 from tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
+from tests.support.ports import free_port
 from tests.support.scrape import scrape
 from tests.support.waiting import wait_for
 
@@ -36,13 +37,6 @@ TOKEN = (REPO / "examples/secrets/alertmanager-webhook/token").read_text().strip
 STEPS = ["record", "investigate", "is-critical", "escalate"]
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(400)]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _get_json(url: str) -> Any:
@@ -70,11 +64,11 @@ class Stack:
         self.dir = run_dir
         self.database = database
         self.ports = {
-            name: _free_port() for name in ("DEV_INGEST_PORT", "DEV_SLACK_PORT", "DEV_FLOWER_PORT")
+            name: free_port() for name in ("DEV_INGEST_PORT", "DEV_SLACK_PORT", "DEV_FLOWER_PORT")
         }
-        self.ports["DEV_LLM_PORT"] = _free_port()
+        self.ports["DEV_LLM_PORT"] = free_port()
         for name in METRICS:
-            self.ports[f"DEV_{name.upper()}_METRICS_PORT"] = _free_port()
+            self.ports[f"DEV_{name.upper()}_METRICS_PORT"] = free_port()
         self.database_url = (
             sa.make_url(POSTGRES_ADMIN_URL)
             .set(database=database)

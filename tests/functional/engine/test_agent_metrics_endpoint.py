@@ -20,7 +20,8 @@ from test_agent_steps import ANSWER, POD, cluster, scenario, start_worker, workf
 
 from tests.support.kube_api import Cluster
 from tests.support.openai_double import ScriptedModel, call, status
-from tests.support.scrape import free_port, scrape
+from tests.support.ports import free_port
+from tests.support.scrape import scrape
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]

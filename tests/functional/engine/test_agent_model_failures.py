@@ -20,8 +20,8 @@ from celery import Celery
 from enginekit import Harness, WorkerProcess, start_run
 from test_agent_steps import scenario, workflow
 
-from tests.functional.ingest.ingestserver import free_port
 from tests.support.kube_api import Cluster, KubeApiDouble
+from tests.support.ports import free_port
 
 
 class HangingModel:

@@ -16,7 +16,8 @@ from celery import Celery
 from enginekit import Harness, WorkerProcess, start_run
 
 from shared.queueing import ENGINE_QUEUE, RUN_STEP
-from tests.support.scrape import Samples, free_port, scrape
+from tests.support.ports import free_port
+from tests.support.scrape import Samples, scrape
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]

@@ -22,7 +22,8 @@ from services.engine.scheduler import Scheduler
 from shared.db import resources
 from shared.db.models import ScheduleTick, WorkflowRun, utcnow
 from tests.support import workers
-from tests.support.scrape import Samples, free_port, scrape
+from tests.support.ports import free_port
+from tests.support.scrape import Samples, scrape
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)

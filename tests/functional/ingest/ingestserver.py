@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,13 +24,7 @@ from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.ingest.conftest import API_TOKEN, TOKEN
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from tests.support.ports import free_port
 
 
 @dataclasses.dataclass

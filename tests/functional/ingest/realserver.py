@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,12 +20,6 @@ from tests.functional.ingest.conftest import FIXTURES
 
 PUNCHINGFIST = [sys.executable, "-m", "services.cli"]
 BODY = (FIXTURES / "01-firing-single.json").read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

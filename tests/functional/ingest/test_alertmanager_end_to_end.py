@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -26,17 +25,11 @@ from shared.db import resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.ingest.conftest import API_TOKEN, TOKEN, source_spec
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.alertmanager
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_http(url: str, timeout: float = 20.0) -> None:
@@ -56,7 +49,7 @@ def ingest_server(database_url: str, tmp_path: Path, redis_url: str) -> Iterator
     with make_session_factory(engine).begin() as session:
         resources.upsert(session, "Source", "default", "alertmanager", source_spec())
     engine.dispose()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PF_DATABASE_URL": database_url,
@@ -93,7 +86,7 @@ def alertmanager(ingest_server: str, tmp_path: Path) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("prometheus-alertmanager is not installed (.ci/run installs it)")
         pytest.skip("prometheus-alertmanager is not installed")
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "alertmanager.yml"
     config.write_text(
         f"""

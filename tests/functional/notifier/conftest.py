@@ -18,7 +18,7 @@ from services.notifier.app import Runtime, create_app, runtime_for
 from services.standins.slack import SlackAPI
 from shared.settings import Settings
 from tests.support import workers
-from tests.support.scrape import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

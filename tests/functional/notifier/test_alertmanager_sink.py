@@ -22,7 +22,7 @@ from notifierkit import Harness
 from services.notifier import tasks
 from services.notifier.app import Runtime
 from shared.db.models import AlertSinkState, SinkDelivery
-from tests.support.scrape import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.alertmanager

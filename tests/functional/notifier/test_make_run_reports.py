@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.scrape import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 from tests.support.workers import REPO
 

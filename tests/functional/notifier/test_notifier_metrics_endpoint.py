@@ -20,7 +20,8 @@ from notifierkit import Harness, NotifierProcess, slack_sink
 
 from services.standins.slack import SlackAPI
 from shared.queueing import DELIVER, NOTIFIER_QUEUE
-from tests.support.scrape import Samples, free_port, scrape
+from tests.support.ports import free_port
+from tests.support.scrape import Samples, scrape
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]

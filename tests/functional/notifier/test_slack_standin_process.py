@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from services.standins.slack import TOKEN
 from shared.domain import interactions
-from tests.support.scrape import free_port
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 from tests.support.workers import REPO
 
