@@ -83,6 +83,10 @@ _WITH_SINK_STATE = (
 # Alerts per dedup query and ids per update: bounded so that a group of thousands
 # stays under SQLite's limit of bound parameters per statement (32766).
 _CHUNK = 500
+# Held until the transaction ends; hashtext maps the Source to the lock's integer key
+# (a collision only makes two Sources wait for each other).
+_LOCK_SOURCE_STARTS = sa.text("SELECT pg_advisory_xact_lock(hashtext(:source))")
+
 _RECENT_RUNS = (
     sa.select(sa.func.count())
     .select_from(_RUNS)
@@ -330,6 +334,12 @@ def _starts_allowed(
     if wanted == 0 or not source.trigger_workflow:
         return 0
     limit = source.start_limit
+    if connection.dialect.name == "postgresql":
+        # Two webhooks of one Source counted the same recent runs at once and both
+        # started up to the cap (a storm overshot it). The lock queues the writers that
+        # start runs for this Source until the holder commits; READ COMMITTED then shows
+        # the next one the holder's runs. SQLite needs none: it has one writer at a time.
+        connection.execute(_LOCK_SOURCE_STARTS, {"source": f"{source.namespace}/{source.name}"})
     since = now - dt.timedelta(seconds=limit.window_seconds)
     recent = connection.execute(_RECENT_RUNS, {"source": source.name, "since": since}).scalar_one()
     return max(0, min(wanted, limit.max_starts - recent))
