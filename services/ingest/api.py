@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 from services.ingest import intake, state
 from shared import logs
 from shared import runs as shared_runs
+from shared.db import engines
 from shared.db.models import Alert, AlertSourceEvent, SourceEvent
 from shared.domain.alerts import AlertStatus, Notification, RefusedAlert
 from shared.domain.webhooks import (
@@ -98,25 +99,11 @@ def _path_exists(exc: MethodNotAllowed) -> bool:
         return True
 
 
-# Errors that say the database cannot be reached now, not that it refuses this data.
-_UNAVAILABLE = (
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
-    sa.exc.DisconnectionError,
-    sa.exc.TimeoutError,
-)
-
-
-def _unavailable(exc: sa.exc.SQLAlchemyError) -> bool:
-    invalidated = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
-    return invalidated or isinstance(exc, _UNAVAILABLE)
-
-
 @blueprint.app_errorhandler(sa.exc.SQLAlchemyError)
 def _database_error(exc: sa.exc.SQLAlchemyError) -> tuple[Response, int]:
     # Nothing was committed (the transaction rolled back).
     cause = getattr(exc, "orig", None) or exc
-    if _unavailable(exc):
+    if engines.unreachable(exc):
         # A 5xx makes AlertManager send the notification again: nothing is lost.
         log.error("database unavailable", extra={"error": str(cause), "path": request.path})
         return _error(503, "database unavailable; retry later")
