@@ -25,9 +25,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from celery import Celery, chain  # noqa: E402
 
+from bench import databases, processes  # noqa: E402
 from shared import settings as settings_module  # noqa: E402
 from shared.db import migrate, resources  # noqa: E402
 from shared.db.engines import make_engine, make_session_factory  # noqa: E402
@@ -49,10 +48,11 @@ from shared.db.models import Alert, StepRun, WorkflowRun, utcnow  # noqa: E402
 from shared.queueing import ENGINE_QUEUE, START_WORKFLOWS, make_celery  # noqa: E402
 
 REDIS_URL = os.environ.get("PF_BENCH_ENGINE_REDIS_URL", "redis://127.0.0.1:6379/12")
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-# Databases created here are named <prefix><random> and dropped at the end.
-DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
 BARE_QUEUE = "bare"
+# Seconds between looks at the database or Redis while waiting. The figures come from
+# timestamps the worker writes, not from when this process notices them, but the
+# polling loads the two cores the worker runs on: it stays what it was when measured.
+POLL = 0.001
 
 
 def _bare_app() -> Celery:
@@ -159,32 +159,6 @@ class Store:
             ).first()
 
 
-def wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while (value := predicate()) is None or value is False:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.001)
-    return value
-
-
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"## {label}", file=sys.stderr)
     migrate.upgrade(make_engine(settings_module.DatabaseSettings(url=url)))
@@ -196,20 +170,13 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
     client.flushdb()
     config = settings_module.from_env({"PF_BROKER_URL": REDIS_URL, "PF_DATABASE_URL": url})
     sender = make_celery(config, name="bench-sender")
-    # The worker gets only the settings below, but the bare-chain worker imports this
-    # module and must see the same PF_BENCH_ENGINE_REDIS_URL.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PF_") or key.startswith("PF_BENCH_")
-    }
-    env.update(
+    env = processes.service_env(
         PF_DATABASE_URL=url,
         PF_BROKER_URL=REDIS_URL,
         PF_VAR_DIR=str(workdir / "var"),
-        PF_LOG_LEVEL="WARNING",
         PF_ENGINE_CONCURRENCY=str(args.concurrency),
-        PYTHONPATH=str(ROOT),
+        # The bare-chain worker imports this module: it must use the same Redis.
+        PF_BENCH_ENGINE_REDIS_URL=REDIS_URL,
     )
 
     def publish(run_ids: list[uuid.UUID]) -> None:
@@ -219,11 +186,13 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
     cold_run = store.add_run("one-step")
     publish([cold_run])
     spawned = utcnow()
-    worker = spawn(
+    worker = processes.spawn(
         [sys.executable, "-m", "services.cli", "engine"], env, workdir / f"engine-{label}.log"
     )
     try:
-        started = wait(lambda: store.first_step_started([cold_run]).get(cold_run), 60, "cold start")
+        started = processes.wait_until(
+            lambda: store.first_step_started([cold_run]).get(cold_run), 60, "cold start", POLL
+        )
         cold = (started - spawned).total_seconds() * 1000
         time.sleep(1.0)  # let every pool process finish starting
 
@@ -241,31 +210,34 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
                 time.sleep(delay)
         achieved = len(accepted) / (time.monotonic() - (next_at - len(accepted) * interval))
         ids = list(accepted)
-        wait(lambda: len(store.first_step_started(ids)) == len(ids) or None, 120, "first steps")
+        processes.wait_until(
+            lambda: len(store.first_step_started(ids)) == len(ids), 120, "first steps", POLL
+        )
         started_at = store.first_step_started(ids)
         latencies = [(started_at[r] - accepted[r]).total_seconds() * 1000 for r in ids]
 
         # 3. five conditional steps, one run at a time.
-        wait(lambda: client.llen(ENGINE_QUEUE) == 0 or None, 60, "queue drain")
+        processes.wait_until(lambda: client.llen(ENGINE_QUEUE) == 0, 60, "queue drain", POLL)
         time.sleep(1.0)
         totals = []
         for _ in range(args.chains):
             run_id = store.add_run("five")
             sent = utcnow()
             publish([run_id])
-            row = wait(
+            row = processes.wait_until(
                 lambda run_id=run_id: (r := store.completed(run_id)) and r.completed_at and r,
                 30,
                 "five-step run",
+                POLL,
             )
             if row.phase != "Succeeded":
                 raise SystemExit(f"five-step run ended {row.phase}: {row.error}")
             totals.append((row.completed_at - sent).total_seconds() * 1000)
     finally:
-        stop(worker)
+        processes.stop(worker)
 
     # The bare chain: an identical prefork worker, 5 no-op tasks.
-    bare = spawn(
+    bare = processes.spawn(
         [
             sys.executable,
             "-m",
@@ -301,11 +273,13 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
             )
             sent_at = time.time()
             chain(*links, app=bare_app).apply_async()
-            done = wait(lambda token=token: client.get(f"bench:done:{token}"), 30, "bare chain")
+            done = processes.wait_until(
+                lambda token=token: client.get(f"bench:done:{token}"), 30, "bare chain", POLL
+            )
             if i >= 5:  # the first chains warm the pool up
                 bare_totals.append((float(done) - sent_at) * 1000)
     finally:
-        stop(bare)
+        processes.stop(bare)
         client.flushdb()
         client.close()
     result = {
@@ -344,22 +318,15 @@ def main() -> int:
         workdir = Path(tmp)
         results.append(bench_database("sqlite", f"sqlite:///{workdir}/bench.db", args, workdir))
         if not args.sqlite_only:
-            name = f"{DATABASE_PREFIX}{uuid.uuid4().hex[:8]}"
-            admin = make_engine(
-                settings_module.DatabaseSettings(url=POSTGRES_ADMIN)
-            ).execution_options(isolation_level="AUTOCOMMIT")
             try:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+                url = databases.create()
             except sa.exc.OperationalError as exc:
                 print(f"PostgreSQL not reachable, skipped: {exc}", file=sys.stderr)
             else:
                 try:
-                    url = sa.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(False)
                     results.append(bench_database("postgresql", url, args, workdir))
                 finally:
-                    with admin.connect() as conn:
-                        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    databases.drop(url)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine.json").write_text(json.dumps(results, indent=2))

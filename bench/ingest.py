@@ -14,15 +14,11 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,32 +26,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import loadgen  # noqa: E402
+from bench import databases, loadgen, processes  # noqa: E402
 
 TOKEN = "bench-token"
 FIXTURE = ROOT / "tests" / "fixtures" / "alertmanager" / "01-firing-single.json"
 # Emptied before each scenario: a database of its own (PF_BENCH_REDIS_URL to choose).
 REDIS_URL = os.environ.get("PF_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-# Databases created here are named <prefix><random> and dropped at the end.
-DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 class Payloads:
@@ -83,28 +59,6 @@ class Payloads:
         return (self._head + ", ".join(alerts) + self._tail).encode()
 
 
-def start_server(
-    argv: list[str], env: dict[str, str], port: int, log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=sink, cwd=ROOT)
-    wait_http(
-        f"http://127.0.0.1:{port}/healthz"
-        if "services.cli" in argv
-        else f"http://127.0.0.1:{port}/",
-        60,
-    )
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def flush_redis() -> None:
     import redis
 
@@ -116,19 +70,7 @@ def prepare_database(backend: str, workdir: Path) -> str:
     from shared.db.engines import make_engine, make_session_factory
     from shared.settings import DatabaseSettings
 
-    if backend == "sqlite":
-        url = f"sqlite:///{workdir}/bench.db"
-    else:
-        import sqlalchemy as sa
-
-        name = f"{DATABASE_PREFIX}{uuid.uuid4().hex[:8]}"
-        admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
-            isolation_level="AUTOCOMMIT"
-        )
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        url = sa.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+    url = f"sqlite:///{workdir}/bench.db" if backend == "sqlite" else databases.create()
     engine = make_engine(DatabaseSettings(url=url))
     migrate.upgrade(engine)
     spec = {
@@ -161,21 +103,6 @@ def analyze(url: str) -> None:
     engine.dispose()
 
 
-def drop_database(url: str) -> None:
-    if not url.startswith("postgresql"):
-        return
-    from shared.db.engines import make_engine
-    from shared.settings import DatabaseSettings
-
-    name = url.rsplit("/", 1)[1]
-    admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
-
-
 def row(name: str, result: loadgen.Result, alerts: int) -> dict[str, Any]:
     return {
         "scenario": name,
@@ -190,7 +117,7 @@ def row(name: str, result: loadgen.Result, alerts: int) -> dict[str, Any]:
 
 
 def bench_bare(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    port = free_port()
+    port = processes.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [
         sys.executable,
@@ -206,10 +133,11 @@ def bench_bare(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
         "warning",
         "bench.bare_app:app",
     ]
-    with (workdir / "bare.log").open("ab") as sink:
-        server = subprocess.Popen(argv, env=env, stdout=sink, stderr=sink, cwd=ROOT)
     headers = {"Content-Type": "application/json"}
-    _wait_post(port, "/webhook/bench", Payloads(1, 0).body(0), headers)
+    url, first = f"http://127.0.0.1:{port}/webhook/bench", Payloads(1, 0).body(0)
+    server = processes.start(
+        argv, env, workdir / "bare.log", lambda: processes.answers(url, first, headers), "bare"
+    )
     rows = []
     try:
         for size in (3, 50):
@@ -225,22 +153,8 @@ def bench_bare(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
             )
             rows.append(row(f"bare {size}-alert", result, size))
     finally:
-        stop(server)
+        processes.stop(server)
     return rows
-
-
-def _wait_post(port: int, path: str, body: bytes, headers: dict[str, str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}{path}", data=body, headers=headers, method="POST"
-            )
-            with urllib.request.urlopen(request, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"port {port}")
 
 
 def bench_ingest(backend: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
@@ -249,7 +163,6 @@ def bench_ingest(backend: str, args: argparse.Namespace, workdir: Path) -> list[
     secrets.mkdir(parents=True, exist_ok=True)
     (secrets / "token").write_text(TOKEN)
     flush_redis()
-    port = free_port()
     env = {
         **os.environ,
         "PF_DATABASE_URL": url,
@@ -258,8 +171,7 @@ def bench_ingest(backend: str, args: argparse.Namespace, workdir: Path) -> list[
         "PF_VAR_DIR": str(workdir / "var"),
         "PF_INGEST_WORKERS": str(args.workers),
     }
-    argv = [sys.executable, "-m", "services.cli", "ingest", "--bind", f"127.0.0.1:{port}"]
-    server = start_server(argv, env, port, workdir / f"ingest-{backend}.log")
+    server, port = processes.start_ingest(env, workdir / f"ingest-{backend}.log")
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     rows = []
     tag = 2
@@ -305,8 +217,8 @@ def bench_ingest(backend: str, args: argparse.Namespace, workdir: Path) -> list[
         )
         rows.append(row(f"{backend} duplicate 3-alert (1 conn)", result, 3))
     finally:
-        stop(server)
-        drop_database(url)
+        processes.stop(server)
+        databases.drop(url)
         flush_redis()
     return rows
 

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 @dataclasses.dataclass
@@ -66,87 +66,87 @@ async def _one(host: str, port: int, payload: bytes) -> int:
         writer.close()
 
 
+@dataclasses.dataclass
+class _Tally:
+    """What the requests of one run got back: a latency and a status per answer, and
+    the connections that failed (counted, not retried)."""
+
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    statuses: dict[int, int] = dataclasses.field(default_factory=dict)
+    errors: int = 0
+
+    async def send(self, host: str, port: int, payload: bytes, since: float | None = None) -> None:
+        """One request; its latency runs from ``since`` (default: now, as it is sent)."""
+        started = time.perf_counter() if since is None else since
+        try:
+            status = await _one(host, port, payload)
+        except OSError:
+            self.errors += 1
+            return
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def result(self, seconds: float) -> Result:
+        return Result(
+            len(self.latencies_ms), self.errors, seconds, self.latencies_ms, self.statuses
+        )
+
+
+async def _connections(host: str, port: int, payloads: Iterator[bytes], connections: int) -> Result:
+    """``connections`` at once, each sending its next payload when the last one was
+    answered, until ``payloads`` runs out."""
+    tally = _Tally()
+
+    async def connection() -> None:
+        # One shared iterator: each payload is taken by exactly one connection, in order.
+        for payload in payloads:
+            await tally.send(host, port, payload)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return tally.result(time.perf_counter() - began)
+
+
 async def _closed_loop(
     host: str, port: int, make: Callable[[int], bytes], connections: int, seconds: float
 ) -> Result:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-    counter = 0
     stop_at = time.perf_counter() + seconds
 
-    async def worker() -> None:
-        nonlocal counter, errors
+    def until_stop() -> Iterator[bytes]:
+        index = 0
         while time.perf_counter() < stop_at:
-            counter += 1
-            payload = make(counter)
-            started = time.perf_counter()
-            try:
-                status = await _one(host, port, payload)
-            except OSError:
-                errors += 1
-                continue
-            latencies.append((time.perf_counter() - started) * 1000)
-            statuses[status] = statuses.get(status, 0) + 1
+            index += 1
+            yield make(index)
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    elapsed = time.perf_counter() - began
-    return Result(len(latencies), errors, elapsed, latencies, statuses)
+    return await _connections(host, port, until_stop(), connections)
 
 
 async def _open_loop(
     host: str, port: int, make: Callable[[int], bytes], rate: float, seconds: float
 ) -> Result:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
+    tally = _Tally()
     total = int(rate * seconds)
     began = time.perf_counter()
 
     async def one(index: int) -> None:
-        nonlocal errors
         scheduled = began + index / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        payload = make(index + 1)
-        try:
-            status = await _one(host, port, payload)
-        except OSError:
-            errors += 1
-            return
         # Measured from the scheduled start: a late start counts against the server.
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-        statuses[status] = statuses.get(status, 0) + 1
+        await tally.send(host, port, make(index + 1), since=scheduled)
 
     await asyncio.gather(*(one(i) for i in range(total)))
-    return Result(len(latencies), errors, time.perf_counter() - began, latencies, statuses)
+    return tally.result(time.perf_counter() - began)
 
 
-async def _batch(host: str, port: int, payloads: list[bytes], connections: int) -> Result:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    errors = 0
-    queue = iter(payloads)
+def _requests(
+    host: str, port: int, path: str, body_for: Callable[[int], bytes], headers: dict[str, str]
+) -> Callable[[int], bytes]:
+    def make(index: int) -> bytes:
+        return _request(host, port, path, body_for(index), headers)
 
-    async def worker() -> None:
-        nonlocal errors
-        # One shared iterator: each body is taken by exactly one connection, in order.
-        for payload in queue:
-            started = time.perf_counter()
-            try:
-                status = await _one(host, port, payload)
-            except OSError:
-                errors += 1
-                continue
-            latencies.append((time.perf_counter() - started) * 1000)
-            statuses[status] = statuses.get(status, 0) + 1
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    elapsed = time.perf_counter() - began
-    return Result(len(latencies), errors, elapsed, latencies, statuses)
+    return make
 
 
 def batch(
@@ -160,7 +160,7 @@ def batch(
     """Send every body once, ``connections`` at a time; a failed connection is an error,
     not retried (the caller decides what a lost request means)."""
     payloads = [_request(url_host, port, path, body, headers) for body in bodies]
-    return asyncio.run(_batch(url_host, port, payloads, connections))
+    return asyncio.run(_connections(url_host, port, iter(payloads), connections))
 
 
 def closed_loop(
@@ -172,9 +172,7 @@ def closed_loop(
     connections: int,
     seconds: float,
 ) -> Result:
-    def make(index: int) -> bytes:
-        return _request(url_host, port, path, body_for(index), headers)
-
+    make = _requests(url_host, port, path, body_for, headers)
     return asyncio.run(_closed_loop(url_host, port, make, connections, seconds))
 
 
@@ -187,7 +185,5 @@ def open_loop(
     rate: float,
     seconds: float,
 ) -> Result:
-    def make(index: int) -> bytes:
-        return _request(url_host, port, path, body_for(index), headers)
-
+    make = _requests(url_host, port, path, body_for, headers)
     return asyncio.run(_open_loop(url_host, port, make, rate, seconds))

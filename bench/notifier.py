@@ -24,9 +24,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +40,7 @@ import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
+from bench import databases, processes  # noqa: E402
 from services.standins.slack import TOKEN, SlackAPI  # noqa: E402
 from shared import settings as settings_module  # noqa: E402
 from shared.db import migrate, resources  # noqa: E402
@@ -51,9 +50,9 @@ from shared.queueing import DELIVER, NOTIFIER_QUEUE, make_celery  # noqa: E402
 from shared.resources import schemas  # noqa: E402
 
 REDIS_URL = os.environ.get("PF_BENCH_NOTIFIER_REDIS_URL", "redis://127.0.0.1:6379/11")
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-# Databases created here are named <prefix><random> and dropped at the end.
-DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
+# Seconds between looks at the delivered count: the throughput is taken when the wait
+# for the last delivery returns, so this is part of that figure.
+POLL = 0.01
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*PodCrashLooping* `critical`"}}]
 
 
@@ -144,16 +143,6 @@ class Store:
         self.engine.dispose()
 
 
-def wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise TimeoutError(what)
-
-
 def bare_rate(api: SlackAPI, calls: int, threads: int) -> float:
     """chat.postMessage calls per second with slack-sdk alone against the stand-in."""
 
@@ -184,24 +173,15 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
     api = SlackAPI(token=TOKEN).start()
     store = Store(url)
     store.put_sink(api.url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PF_")}
-    env.update(
+    env = processes.service_env(
         PF_DATABASE_URL=url,
         PF_BROKER_URL=REDIS_URL,
         PF_SECRETS_DIR=str(workdir / "secrets"),
         PF_VAR_DIR=str(workdir / "var"),
-        PF_LOG_LEVEL="WARNING",
         PF_NOTIFIER_CONCURRENCY=str(args.concurrency),
-        PYTHONPATH=str(ROOT),
     )
-    log = (workdir / f"notifier-{label}.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "notifier"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=ROOT,
+    worker = processes.spawn(
+        [sys.executable, "-m", "services.cli", "notifier"], env, workdir / f"notifier-{label}.log"
     )
     sender = make_celery(settings_module.from_env({"PF_BROKER_URL": REDIS_URL}), "bench-sender")
     try:
@@ -209,7 +189,9 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
         warm = [store.finish_run()[0] for _ in range(args.concurrency * 2)]
         for delivery_id in warm:
             sender.send_task(DELIVER, args=[str(delivery_id)], queue=NOTIFIER_QUEUE)
-        wait(lambda: store.delivered() >= len(warm), 120, "warm-up deliveries")
+        processes.wait_until(
+            lambda: store.delivered() >= len(warm), 120, "warm-up deliveries", POLL
+        )
         base = store.delivered()
 
         # 1. throughput
@@ -220,7 +202,9 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
                 sender.send_task(
                     DELIVER, args=[str(delivery_id)], queue=NOTIFIER_QUEUE, producer=producer
                 )
-        wait(lambda: store.delivered() >= base + len(ids), 600, "throughput deliveries")
+        processes.wait_until(
+            lambda: store.delivered() >= base + len(ids), 600, "throughput deliveries", POLL
+        )
         throughput = len(ids) / (time.perf_counter() - started)
 
         # 2. added latency at a steady rate
@@ -235,7 +219,7 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
             next_at += interval
             time.sleep(max(0.0, next_at - time.perf_counter()))
         total = base + len(ids) + args.latency_runs
-        wait(lambda: store.delivered() >= total, 300, "latency deliveries")
+        processes.wait_until(lambda: store.delivered() >= total, 300, "latency deliveries", POLL)
         latencies = []
         for message in api.messages():
             if message["ts"] in before:
@@ -259,41 +243,11 @@ def bench_database(label: str, url: str, args: argparse.Namespace, workdir: Path
             f"bare_sdk_calls_per_s_{args.concurrency}_threads": round(bare_many, 1),
         }
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-        log.close()
+        processes.stop(worker)
         api.stop()
         store.close()
         client.flushdb()
         client.close()
-
-
-def postgres_url() -> str | None:
-    admin = make_engine(settings_module.DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    name = f"{DATABASE_PREFIX}notifier_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError:
-        return None
-    finally:
-        admin.dispose()
-    return sa.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres(url: str) -> None:
-    name = sa.make_url(url).database
-    admin = make_engine(settings_module.DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 def main() -> None:
@@ -310,12 +264,15 @@ def main() -> None:
         workdir = Path(tmp)
         results.append(bench_database("SQLite", f"sqlite:///{workdir}/bench.db", args, workdir))
         if not args.sqlite_only:
-            url = postgres_url()
-            if url is not None:
+            try:
+                url = databases.create("notifier_")
+            except sa.exc.OperationalError:
+                pass  # no PostgreSQL here: the SQLite figures alone
+            else:
                 try:
                     results.append(bench_database("PostgreSQL", url, args, workdir))
                 finally:
-                    drop_postgres(url)
+                    databases.drop(url)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "notifier.json").write_text(json.dumps(results, indent=2))

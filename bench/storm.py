@@ -36,33 +36,20 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import loadgen  # noqa: E402
+from bench import databases, loadgen, processes  # noqa: E402
 
 TOKEN = "storm-token"
 SOURCE = "alertmanager"
 WORKFLOW = "storm-triage"
-POSTGRES_ADMIN = os.environ.get(
-    "PF_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-# Databases this script creates are named <prefix><random>, and dropped at the end.
-DATABASE_PREFIX = os.environ.get("PF_BENCH_DATABASE_PREFIX", "pf_bench_")
 ALERT_NAMES = (
     "KubePodCrashLooping",
     "HighCPUUsage",
@@ -189,113 +176,7 @@ def notifications(
     return bodies
 
 
-# --- processes -----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except OSError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group this script started, SIGKILL it if it lingers."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-@contextlib.contextmanager
-def private_redis(workdir: Path) -> Iterator[str]:
-    """A redis-server of our own: nothing else's queues share it, nothing is persisted."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found; pass --redis-url")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "no", "--dir", str(workdir)]
-    process = spawn(argv, dict(os.environ), workdir / "redis.log")
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        wait_until(lambda: _pings(client), 20, "redis-server")
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(process)
-
-
-def _pings(client: Any) -> bool:
-    import redis
-
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
 # --- one backend ---------------------------------------------------------------------
-
-
-def create_database(backend: str, workdir: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{workdir}/storm.db"
-    import sqlalchemy as sa
-
-    from shared.db.engines import make_engine
-    from shared.settings import DatabaseSettings
-
-    name = f"{DATABASE_PREFIX}storm_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return sa.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    if not url.startswith("postgresql"):
-        return
-    import sqlalchemy as sa
-
-    from shared.db.engines import make_engine
-    from shared.settings import DatabaseSettings
-
-    admin = make_engine(DatabaseSettings(url=POSTGRES_ADMIN)).execution_options(
-        isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-    admin.dispose()
 
 
 def prepare(url: str) -> None:
@@ -380,27 +261,24 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
     here = workdir / backend
     (here / "secrets" / "am").mkdir(parents=True)
     (here / "secrets" / "am" / "token").write_text(TOKEN)
-    url = create_database(backend, here)
+    url = f"sqlite:///{here}/storm.db" if backend == "sqlite" else databases.create("storm_")
     ingest = engine = database = None
     try:
         prepare(url)
         import redis
 
         redis.Redis.from_url(broker).flushdb()
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PF_")}
-        env.update(
+        env = processes.service_env(
             PF_DATABASE_URL=url,
             PF_BROKER_URL=broker,
             PF_SECRETS_DIR=str(here / "secrets"),
             PF_VAR_DIR=str(here / "var"),
-            PF_LOG_LEVEL="WARNING",
-            PYTHONPATH=str(ROOT),
         )
-        port = free_port()
-        cli = [sys.executable, "-m", "services.cli"]
-        ingest = spawn([*cli, "ingest", "--bind", f"127.0.0.1:{port}"], env, here / "ingest.log")
-        engine = spawn([*cli, "engine"], env, here / "engine.log")
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 60, "ingest /readyz")
+        # The engine starts while ingest does; both are up before the first post.
+        engine = processes.spawn(
+            [sys.executable, "-m", "services.cli", "engine"], env, here / "engine.log"
+        )
+        ingest, port = processes.start_ingest(env, here / "ingest.log")
         _wait_engine(env, here)
 
         started_at = utcnow()
@@ -419,7 +297,7 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
 
         database = make_engine(DatabaseSettings(url=url))
         try:
-            state = wait_until(
+            state = processes.wait_until(
                 lambda: _finished(tally(database), args.fingerprints),
                 args.timeout,
                 "every run to finish",
@@ -434,8 +312,8 @@ def storm(backend: str, args: argparse.Namespace, broker: str, workdir: Path) ->
             database.dispose()
         for process in (ingest, engine):
             if process is not None:
-                stop(process)
-        drop_database(url)
+                processes.stop(process)
+        databases.drop(url)
 
     alerts_posted = sum(len(body["alerts"]) for body in bodies)
     non_2xx = sum(n for status, n in result.statuses.items() if not 200 <= status < 300)
@@ -488,11 +366,6 @@ def _seconds(start: dt.datetime, end: dt.datetime) -> float:
     return round((end - start).total_seconds(), 2)
 
 
-def _answers(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return bool(response.status == 200)
-
-
 def _wait_engine(env: dict[str, str], here: Path) -> None:
     """Until the engine worker answers a Celery ping: the storm measures a running
     worker, not its cold start (bench/engine.py measures that)."""
@@ -501,7 +374,9 @@ def _wait_engine(env: dict[str, str], here: Path) -> None:
 
     app = make_celery(settings_module.from_env(env), name="storm-probe")
     try:
-        wait_until(lambda: app.control.ping(timeout=0.5), 60, f"engine worker ({here}/engine.log)")
+        processes.wait_until(
+            lambda: app.control.ping(timeout=0.5), 60, f"engine worker ({here}/engine.log)"
+        )
     finally:
         app.close()
 
@@ -551,7 +426,7 @@ def main() -> int:
         workdir = Path(tmp)
         try:
             with contextlib.ExitStack() as stack:
-                broker = args.redis_url or stack.enter_context(private_redis(workdir))
+                broker = args.redis_url or stack.enter_context(processes.private_redis(workdir))
                 for backend in args.backends.split(","):
                     results.append(storm(backend.strip(), args, broker, workdir))
         except BaseException:

@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import report, storm  # noqa: E402
+from bench import processes, report  # noqa: E402
 
 NAMES = [bench.name for bench in report.BENCHMARKS]
 
@@ -151,7 +151,7 @@ def main() -> int:
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="pf-bench-suite-") as tmp,
-        storm.private_redis(Path(tmp)) as broker,
+        processes.private_redis(Path(tmp)) as broker,
     ):
         for name in chosen:
             run["benchmarks"][name] = run_one(name, broker, results)
