@@ -192,6 +192,21 @@ class NotifierSettings:
     # HOST:PORT where the notifier worker serves Prometheus metrics (/metrics): task
     # counts and durations, queue depth, deliveries by Sink type. Empty: off.
     metrics_bind: str = ""
+    # Seconds between silence-watch passes in each worker; also how long one check of
+    # an alert keeps every worker off it, so each silenced alert is asked about once
+    # per interval whatever the number of workers. An AlertManager silence mutes the
+    # alert's resolved notification too; the watch asks AlertManager whether the
+    # alert still fires, so a resolve during a silence is reported within about this
+    # long. 0 turns the watch off (resolves then wait for the silence to end).
+    silence_watch_interval: float = 60.0
+    # Seconds AlertManager must have been up before its not holding an alert is
+    # believed. It keeps alerts in memory only: after a restart it holds an alert
+    # again once Prometheus re-sends it (resend_delay, 1 min by default, at the next
+    # rule evaluation). 5 minutes leaves room for a few re-sends.
+    silence_watch_grace: float = 300.0
+    # Silenced alerts one pass of one worker checks at most (one GET /api/v2/alerts
+    # each); the least recently checked go first, the rest wait for the next pass.
+    silence_watch_batch: int = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,6 +480,18 @@ def _notifier_from_env(env: Mapping[str, str]) -> NotifierSettings:
         breaker_redis_url=_read(env, "PF_NOTIFIER_BREAKER_REDIS_URL", str, d.breaker_redis_url),
         public_url=_read(env, "PF_PUBLIC_URL", _base_url, d.public_url),
         metrics_bind=_read(env, "PF_NOTIFIER_METRICS_BIND", _host_port, d.metrics_bind),
+        silence_watch_interval=_read(
+            env,
+            "PF_NOTIFIER_SILENCE_WATCH_INTERVAL",
+            _non_negative(float),
+            d.silence_watch_interval,
+        ),
+        silence_watch_grace=_read(
+            env, "PF_NOTIFIER_SILENCE_WATCH_GRACE", _non_negative(float), d.silence_watch_grace
+        ),
+        silence_watch_batch=_read(
+            env, "PF_NOTIFIER_SILENCE_WATCH_BATCH", _positive(int), d.silence_watch_batch
+        ),
     )
 
 

@@ -6,9 +6,12 @@ names, the ``notifier`` queue) and registers the notifier's tasks. What tasks us
 lives in a ``Runtime`` built lazily once per process, because prefork pool
 processes must not share the parent's database connections or sockets.
 
-The worker's main process runs one housekeeping thread (``worker_ready``): the
+The worker's main process runs two housekeeping threads (``worker_ready``): the
 recovery pass, which re-sends deliveries whose worker died or whose message was
-lost, and resolutions whose worker died.
+lost, and resolutions whose worker died; and the silence watch
+(``silence_watch``), which asks AlertManager about the alerts we silenced, whose
+resolved notification the silence mutes. Apart, because the watch waits on
+AlertManager over HTTP and must not hold recovery up.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import datetime as dt
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 import httpx
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier import breakers, resolutions, store
+from services.notifier import breakers, resolutions, silence_watch, store
 from services.notifier import sinks as _sinks  # registers the Sink types
 from services.notifier.core.deliveries import Backoff
 from services.notifier.sinks import registries
@@ -105,26 +109,45 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Celery:
 
     tasks.register(app)
     metrics.instrument_tasks()
-    queueing.on_worker_ready(app, lambda: Housekeeping(runtime_for(app)).start())
+    queueing.on_worker_ready(app, lambda: _start_housekeeping(runtime_for(app)))
     return app
 
 
-class Housekeeping(threading.Thread):
-    """Runs ``recover_once`` at start and then every ``PF_NOTIFIER_RECOVERY_INTERVAL``."""
+def _start_housekeeping(runtime: Runtime) -> None:
+    settings = runtime.settings.notifier
+    Housekeeping(runtime, recover_once, "notifier-recovery", settings.recovery_interval).start()
+    if settings.silence_watch_interval > 0:
+        Housekeeping(
+            runtime,
+            silence_watch.watch_once,
+            "notifier-silence-watch",
+            settings.silence_watch_interval,
+        ).start()
 
-    def __init__(self, runtime: Runtime) -> None:
-        super().__init__(name="notifier-recovery", daemon=True)
+
+class Housekeeping(threading.Thread):
+    """Runs one pass (``work``) at start and then every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        work: Callable[[Runtime], int],
+        name: str,
+        interval: float,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
         self._runtime = runtime
+        self._work = work
+        self._interval = interval
         self._stopped = threading.Event()
 
     def run(self) -> None:
-        interval = self._runtime.settings.notifier.recovery_interval
         while True:
             try:
-                recover_once(self._runtime)
-            except Exception:  # the thread must outlive a database or broker hiccup
-                log.exception("notifier recovery pass failed")
-            if self._stopped.wait(interval):
+                self._work(self._runtime)
+            except Exception:  # the thread must outlive a database, broker or HTTP hiccup
+                log.exception("notifier housekeeping pass failed", extra={"thread": self.name})
+            if self._stopped.wait(self._interval):
                 return
 
     def stop(self) -> None:

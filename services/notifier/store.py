@@ -200,18 +200,22 @@ def take_lease(
     worker: str,
     now: dt.datetime,
     lease: float,
+    claimant: tuple[str, str] = ("worker", "lease_until"),
 ) -> bool:
     """Lease the row matched by ``as_seen`` to ``worker`` for one more attempt
     (``attempts``: the counter column and the value read). False when someone else
-    changed the row first: the compare-and-set that lets two workers race safely."""
+    changed the row first: the compare-and-set that lets two workers race safely.
+    ``claimant`` names the worker and lease columns, for a row that carries two
+    claims (a Sink state's resolution and its silence watch)."""
     column, seen = attempts
+    worker_column, lease_column = claimant
     result = session.execute(
         sa.update(table)
         .where(as_seen)
         .values(
             {
-                "worker": worker,
-                "lease_until": now + dt.timedelta(seconds=lease),
+                worker_column: worker,
+                lease_column: now + dt.timedelta(seconds=lease),
                 column: seen + 1,
                 "updated_at": now,
             }

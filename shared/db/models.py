@@ -343,6 +343,14 @@ class AlertSinkState(Base):
     resolution_attempts: Mapped[int] = mapped_column(default=0)
     resolution_error: Mapped[str | None] = mapped_column(sa.Text)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # The silence watch (notifier ``silence_watch``): asks AlertManager whether a
+    # silenced alert still fires, since the silence mutes its resolved notification.
+    # Its own claim, apart from the resolution's: a check is not a resolution attempt.
+    # ``watch_until`` is the lease, and the earliest time the alert is asked about
+    # again by any worker.
+    watch_worker: Mapped[str | None] = mapped_column(sa.String(255))
+    watch_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    watch_checks: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 

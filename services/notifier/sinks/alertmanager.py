@@ -27,6 +27,11 @@ are that).
 Neither action is taken for an alert that is already resolved: a silence would mute
 the next occurrence of the same labels, and a re-post would make AlertManager
 believe the alert fires again.
+
+While a silence holds, AlertManager mutes the alert's ``resolved`` notification too,
+so the notifier's silence watch (``silence_watch``) asks whether AlertManager still
+holds the alert: ``alerts_matching`` and ``status`` below are its two calls; the
+judging is ``core.silences``.
 """
 
 from __future__ import annotations
@@ -36,9 +41,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
+from services.notifier.core import silences
 from services.notifier.sinks import registries
 from shared.domain.notifications import Event
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TemporaryError
 
 CREATED_BY = "punching-fist"
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -183,3 +191,42 @@ class AlertManagerSink(registries.Sink):
             return {"expired": True}
         response.raise_for_status()
         return {"expired": True}
+
+
+# -- the silence watch's calls ------------------------------------------------------
+
+
+def _reply(response: httpx.Response) -> silences.Reply:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return silences.Reply(response.status_code, body)
+
+
+def _get(http: httpx.Client, url: str, params: httpx.QueryParams | None = None) -> silences.Reply:
+    try:
+        return _reply(http.get(url, params=params))
+    except httpx.HTTPError as exc:  # only transport errors: no raise_for_status here
+        raise TemporaryError(f"AlertManager at {url} unreachable: {exc}") from exc
+
+
+def alerts_matching(http: httpx.Client, base: str, labels: Mapping[str, str]) -> silences.Reply:
+    """``GET /api/v2/alerts`` of the alerts whose labels include ``labels``, whatever
+    their state (silenced, inhibited and unprocessed ones too: ours is silenced).
+    TemporaryError when AlertManager cannot be reached; any HTTP answer is returned."""
+    params = httpx.QueryParams(
+        [
+            ("active", "true"),
+            ("silenced", "true"),
+            ("inhibited", "true"),
+            ("unprocessed", "true"),
+            *(("filter", matcher) for matcher in silences.filter_matchers(labels)),
+        ]
+    )
+    return _get(http, f"{base.rstrip('/')}/api/v2/alerts", params)
+
+
+def status(http: httpx.Client, base: str) -> silences.Reply:
+    """``GET /api/v2/status`` (its ``uptime`` says when AlertManager started)."""
+    return _get(http, f"{base.rstrip('/')}/api/v2/status")

@@ -71,6 +71,8 @@ class Harness:
         generator_url: str | None = "http://prometheus:9090/graph?g0.expr=up",
         annotations: dict[str, str] | None = None,
         starts_at: dt.datetime | None = None,
+        *,
+        fingerprint: str | None = None,
     ) -> uuid.UUID:
         labels = labels or {
             "alertname": "PodCrashLooping",
@@ -88,7 +90,7 @@ class Harness:
             session.execute(
                 sa.insert(Alert.__table__).values(
                     id=alert_id,
-                    fingerprint=uuid.uuid4().hex[:16],
+                    fingerprint=fingerprint or uuid.uuid4().hex[:16],
                     starts_at=starts_at or utcnow() - dt.timedelta(minutes=2),
                     status=status,
                     severity=labels.get("severity", ""),
