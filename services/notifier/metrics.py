@@ -35,6 +35,15 @@ class NotifierMetrics:
             buckets=SEND_BUCKETS,
             registry=registry,
         )
+        self.silence_checks = Counter(
+            "punchingfist_silence_watch_checks",
+            "Alerts the silence watch asked AlertManager about, by what it found: firing "
+            "(still held), resolved (gone, and recorded resolved), untrusted (gone, but "
+            "AlertManager is younger than the grace), unknown (no clear answer), "
+            "unreachable (AlertManager did not answer).",
+            ["finding"],
+            registry=registry,
+        )
 
 
 # Delivery phases after an attempt -> the ``outcome`` label.
@@ -51,3 +60,8 @@ metrics = shared_metrics.Lazy(NotifierMetrics)
 
 def delivery_finished(sink_type: str, phase: str) -> None:
     metrics().deliveries.labels(sink_type, OUTCOMES.get(phase, phase.lower())).inc()
+
+
+def silence_checked(finding: str, alerts: int = 1) -> None:
+    if alerts:
+        metrics().silence_checks.labels(finding).inc(alerts)

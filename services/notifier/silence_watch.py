@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from services.notifier import store
+from services.notifier import metrics, store
 from services.notifier.core import silences
 from services.notifier.sinks import alertmanager, registries
 from shared import outbox, workers
@@ -180,6 +180,7 @@ def _resolved_in(runtime: Runtime, url: str, items: list[Watched]) -> list[Watch
     extra: dict[str, Any] = {"alertmanager": url}
     asked_at = utcnow()
     absent: list[Watched] = []
+    asked = 0
     try:
         for item in items:
             verdict = silences.held(
@@ -187,9 +188,12 @@ def _resolved_in(runtime: Runtime, url: str, items: list[Watched]) -> list[Watch
                 item.fingerprint,
                 item.labels,
             )
+            asked += 1
             if verdict.finding is silences.Finding.ABSENT:
                 absent.append(item)
-            elif verdict.finding is silences.Finding.UNKNOWN:
+                continue
+            metrics.silence_checked(verdict.finding.value)
+            if verdict.finding is silences.Finding.UNKNOWN:
                 log.warning(
                     "silence watch: no clear answer",
                     extra={**extra, "alert_id": str(item.alert_id), "reason": verdict.reason},
@@ -205,12 +209,16 @@ def _resolved_in(runtime: Runtime, url: str, items: list[Watched]) -> list[Watch
     except TemporaryError as exc:
         # One unreachable AlertManager costs one timeout per pass, not one per alert.
         log.warning("silence watch: AlertManager unreachable", extra={**extra, "error": str(exc)})
+        # The alerts not yet asked about, and those found gone whose trust was not
+        # settled: none of them was answered for.
+        metrics.silence_checked("unreachable", len(items) - asked + len(absent))
         return []
     if distrust is not None:
         log.info(
             "silence watch: absence not trusted yet",
             extra={**extra, "alerts": len(absent), "reason": distrust},
         )
+        metrics.silence_checked("untrusted", len(absent))
         return []
     return absent
 
@@ -228,5 +236,6 @@ def _record(runtime: Runtime, item: Watched) -> int:
                 runtime.settings.outbox.lease_seconds,
             )
         )
+    metrics.silence_checked("resolved")
     log.info("silence watch: the alert resolved during its silence", extra=extra)
     return 1

@@ -31,6 +31,8 @@ from shared.db.engines import make_engine
 from shared.db.models import AlertSinkState
 from shared.settings import DatabaseSettings
 from tests.functional.ingest.conftest import load_fixture
+from tests.support.ports import free_port
+from tests.support.scrape import scrape
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.alertmanager, pytest.mark.timeout(120)]
@@ -102,8 +104,19 @@ def silenced(
 
 
 @pytest.fixture
+def metrics_bind() -> str:
+    """Where the notifier serves /metrics (the watch's checks, by finding)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def _checks(metrics_bind: str, finding: str) -> float:
+    samples = scrape(f"http://{metrics_bind}/metrics")
+    return samples.value("punchingfist_silence_watch_checks_total", finding=finding)
+
+
+@pytest.fixture
 def watching(
-    database_url: str, redis_url: str, tmp_path: Path
+    database_url: str, redis_url: str, tmp_path: Path, metrics_bind: str
 ) -> Callable[[str], contextlib.AbstractContextManager[Pipeline]]:
     """Starts the pipeline with the silence watch's grace (seconds) given."""
 
@@ -114,6 +127,7 @@ def watching(
             tmp_path,
             PF_NOTIFIER_SILENCE_WATCH_INTERVAL=WATCH_INTERVAL,
             PF_NOTIFIER_SILENCE_WATCH_GRACE=grace,
+            PF_NOTIFIER_METRICS_BIND=metrics_bind,
         )
 
     return start
@@ -139,8 +153,9 @@ def _fire_and_wait_for_the_silence(
     return alert_id, parent, silence
 
 
-def test_an_alert_that_ends_while_silenced_is_resolved_and_told_once(
+def test_an_alert_that_ends_while_silenced_is_resolved_and_told_once(  # noqa: PLR0917
     database_url: str,
+    metrics_bind: str,
     watching: Callable[[str], contextlib.AbstractContextManager[Pipeline]],
     slack: SlackAPI,
     alertmanager: str,
@@ -192,10 +207,15 @@ def test_an_alert_that_ends_while_silenced_is_resolved_and_told_once(
         assert len(slack.calls("chat.update")) == 1
         assert len(slack.parents()) == 1
         assert silence["id"] == _silences(alertmanager)[0]["id"]
+        # What the watch found, on the notifier's /metrics.
+        assert _checks(metrics_bind, "firing") >= 3
+        assert _checks(metrics_bind, "resolved") == 1
+        assert _checks(metrics_bind, "untrusted") == 0
 
 
-def test_a_young_alertmanager_is_not_believed(
+def test_a_young_alertmanager_is_not_believed(  # noqa: PLR0917
     database_url: str,
+    metrics_bind: str,
     watching: Callable[[str], contextlib.AbstractContextManager[Pipeline]],
     slack: SlackAPI,
     alertmanager: str,
@@ -220,3 +240,5 @@ def test_a_young_alertmanager_is_not_believed(
         assert _silences(alertmanager)[0]["status"]["state"] == "active"
         assert slack.replies(parent["ts"]) == []
         assert slack.calls("chat.update") == []
+        assert _checks(metrics_bind, "untrusted") >= 4
+        assert _checks(metrics_bind, "resolved") == 0

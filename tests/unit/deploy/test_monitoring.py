@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from importlib import util
 from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
@@ -26,6 +29,8 @@ from services.ingest.metrics import IngestMetrics
 from services.notifier import metrics as notifier_metrics
 from shared import metrics as worker_metrics
 from tests.unit.deploy.deploykit import K8S, Manifest, by_kind
+
+PROMTOOL = shutil.which("promtool")
 
 # The fields of monitoring.coreos.com/v1 PrometheusRule and ServiceMonitor used here,
 # as the operator's CRDs define them (additional properties are refused, as in strict).
@@ -307,6 +312,27 @@ def test_alerts_cover_the_product(builds: Builds) -> None:
     for r in rules:
         assert r["labels"]["severity"] in {"critical", "warning"}
         assert r["annotations"]["summary"]
+
+
+@pytest.mark.prometheus
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) not installed")
+def test_the_alerting_rules_load_in_prometheus(builds: Builds, tmp_path: Path) -> None:
+    """``promtool check rules`` parses each expression and template as Prometheus
+    would (the tests above read names only)."""
+    assert PROMTOOL is not None
+    rule = by_kind(builds("monitoring"), "PrometheusRule")["punchingfist"]
+    rules_file = tmp_path / "rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = subprocess.run(
+        [PROMTOOL, "check", "rules", str(rules_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    count = sum(len(group["rules"]) for group in rule["spec"]["groups"])
+    assert f"SUCCESS: {count} rules found" in checked.stdout
 
 
 def test_every_metric_read_exists(builds: Builds) -> None:
