@@ -112,6 +112,12 @@ def recover_once(
     """One recovery pass; returns how many chains were re-driven."""
     now = now or utcnow()
     engine_settings = runtime.settings.engine
+    # What the cluster shows of each change lost mid-way, read before the transaction
+    # that records them (API calls must not hold it open).
+    with runtime.session_factory() as session:
+        lost = runtime.store.interrupted_changes(session, now, is_dead, trust_leases=trust_leases)
+        changes = engine_approvals.lost_changes(session, [found[0] for found in lost])
+    traces = engine_approvals.lost_change_traces(changes, engine_settings.kubernetes_api_url)
     with runtime.units.begin() as unit:
         todo = runtime.store.release_abandoned(
             unit.session, now, is_dead, trust_leases=trust_leases
@@ -121,7 +127,12 @@ def recover_once(
             unit.session, now, is_dead, trust_leases=trust_leases
         ):
             resolved = engine_approvals.interrupted(
-                unit.session, runtime.store, found, now=now, backoff=runtime.backoff
+                unit.session,
+                runtime.store,
+                found,
+                now=now,
+                backoff=runtime.backoff,
+                traces=traces.get(found[0]),
             )
             if resolved is None:
                 continue

@@ -217,6 +217,7 @@ def interrupted(
     *,
     now: dt.datetime,
     backoff: outcomes.Backoff,
+    traces: str | None = None,
 ) -> tuple[outcomes.Next, list[Any]] | None:
     """Resolve an approved change whose worker was lost while making it (recovery).
 
@@ -226,7 +227,9 @@ def interrupted(
     done: the approval becomes ``unknown``, and the step fails with what happened and
     what to check, its result kept with the approval's end and ``escalate``. The run
     then ends as any failed step ends it (or goes on with ``continueOnError``).
-    Returns the decision and the entries to publish; None when the step moved on.
+    ``traces``: what the cluster shows of the change now (``lost_change_traces``),
+    added to what the person is told. Returns the decision and the entries to
+    publish; None when the step moved on.
     """
     approval_id, run_id, index = found
     loaded = store.load(session, run_id, index)
@@ -239,6 +242,8 @@ def interrupted(
         f"{approval['what']} (approved by {approval['decided_by']}): whether it was made is "
         "unknown, and it was not tried again; check the workload before deciding anything else"
     )
+    if traces:
+        why += f" (the cluster shows: {traces})"
     output = dict(
         session.execute(
             sa.select(_STEPS.c.output).where(_STEPS.c.id == loaded.state.id)
@@ -260,6 +265,7 @@ def interrupted(
         "decidedBy": approval["decided_by"],
         "comment": approval["comment"],
         "what": approval["what"],
+        "traces": traces,
     }
     output.update(canAutoFix=False, escalate=True, escalationNotes=why)
     outcome = outcomes.Outcome(ok=False, output=output, error=why)
@@ -289,7 +295,7 @@ def interrupted(
         .where(_APPROVALS.c.id == approval_id, _APPROVALS.c.status == Status.EXECUTING)
         .values(
             status=Status.UNKNOWN,
-            result={"executed": None, "verified": False, "error": why},
+            result={"executed": None, "verified": False, "error": why, "traces": traces},
             completed_at=now,
         )
     )
@@ -303,6 +309,58 @@ def interrupted(
         },
     )
     return decision, tasks
+
+
+def lost_changes(
+    session: Session, approval_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, remediation.Request, dt.datetime]]:
+    """The approved changes ``approval_ids`` as ``lost_change_traces`` reads them:
+    (approval, the request, when it was approved)."""
+    if not approval_ids:
+        return []
+    rows = session.execute(
+        sa.select(
+            _APPROVALS.c.id,
+            _APPROVALS.c.request,
+            _APPROVALS.c.created_at,
+            _APPROVALS.c.decided_at,
+        ).where(_APPROVALS.c.id.in_(approval_ids))
+    ).all()
+    return [
+        (
+            row.id,
+            remediation.Request(**{k: row.request.get(k) for k in _REQUEST_FIELDS}),
+            row.decided_at or row.created_at,
+        )
+        for row in rows
+    ]
+
+
+def lost_change_traces(
+    changes: list[tuple[uuid.UUID, remediation.Request, dt.datetime]], api_url: str
+) -> dict[uuid.UUID, str]:
+    """For approved changes whose worker was lost (``lost_changes``): what the cluster
+    shows of each now, by approval id.
+
+    Called before ``interrupted`` records them, outside any transaction (API calls,
+    each bounded by the client's timeout). Only reads: nothing is made again here.
+    """
+    from services.engine.tools import remediate
+    from services.engine.tools.kubeapi import KubeApi, NoClusterError
+
+    if not changes:
+        return {}
+    try:
+        api = KubeApi.connect(api_url)
+    except NoClusterError as exc:
+        return {approval_id: f"the cluster could not be read: {exc}" for approval_id, *_ in changes}
+    try:
+        return {
+            approval_id: remediate.traces_in(api, request, since)
+            for approval_id, request, since in changes
+        }
+    finally:
+        api.close()
 
 
 # -- the change and its verification ------------------------------------------------------

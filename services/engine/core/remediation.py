@@ -17,6 +17,7 @@ has ``approvalRequired: true`` (the default), and are allowed otherwise.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 from collections.abc import Mapping
 from typing import Any
@@ -127,3 +128,54 @@ def decide(request: Request, policy: RemediationPolicy, *, approval_required: bo
     if approval_required:
         return Decision(Verdict.APPROVAL_REQUIRED, "the step requires approval for changes")
     return Decision(Verdict.ALLOWED, "listed in the Workflow's policy and no approval required")
+
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def traces(request: Request, obj: Mapping[str, Any] | None, since: dt.datetime) -> str:
+    """What the object a change targets shows of it, read after its worker was lost.
+
+    ``obj``: the object as the API returns it now (for ``scale``, the workload), None
+    when it is not found; ``since``: when the change was approved (it cannot have
+    been made before). One sentence for a person, who decides: the same state can
+    come from this change or from someone else's (a pod deleted by its controller, a
+    node cordoned by hand), and the sentence says which reading is certain.
+    """
+    metadata: Mapping[str, Any] = (obj or {}).get("metadata") or {}
+    spec: Mapping[str, Any] = (obj or {}).get("spec") or {}
+    what = f"{request.kind} {request.namespace + '/' if request.namespace else ''}{request.name}"
+    if obj is None:
+        if request.action == "delete-pod":
+            return f"{what} is gone: deleted, by this change or by its controller"
+        return f"{what} is not found"
+    if request.action == "restart-rollout":
+        annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations")
+        stamp = _instant((annotations or {}).get(RESTARTED_AT))
+        # restartedAt has whole seconds; the approval, microseconds.
+        if stamp is not None and stamp >= since.replace(microsecond=0):
+            return f"{what} was restarted at {stamp:%Y-%m-%dT%H:%M:%SZ}, after the approval"
+        return f"{what} shows no restart since the approval"
+    if request.action == "delete-pod":
+        created = _instant(metadata.get("creationTimestamp"))
+        if created is not None and created < since.replace(microsecond=0):
+            return f"{what} still exists, created before the approval: it was not deleted"
+        return f"{what} exists, created after the approval (a replacement, or never deleted)"
+    if request.action == "scale":
+        replicas = spec.get("replicas")
+        if replicas == request.replicas:
+            return f"{what} asks for {replicas} replicas, the count approved"
+        return f"{what} asks for {replicas} replicas, not the {request.replicas} approved"
+    if request.action == "cordon":
+        if spec.get("unschedulable"):
+            return f"{what} is cordoned (by this change, or it already was)"
+        return f"{what} is not cordoned"
+    return f"{what}: nothing to read for {request.action!r}"
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -69,6 +69,24 @@ def apply(api: KubeApi, request: remediation.Request, at: str) -> str:
     raise registries.ToolError(f"no way to apply {request.action!r}")  # decide() refuses these
 
 
+def traces_in(api: KubeApi, request: remediation.Request, since: dt.datetime) -> str:
+    """What the cluster shows now of a change approved at ``since`` whose worker was
+    lost while making it (``remediation.traces``); a sentence saying why when the
+    object cannot be read."""
+    from shared import kube  # imports the kubernetes client: only when used
+
+    namespace = None if request.kind == "node" else request.namespace
+    try:
+        found: Mapping[str, Any] | None = api.get(request.kind, namespace, request.name)
+    except kube.ApiPermanentError as exc:
+        if exc.status != 404:
+            return f"the cluster could not be read: {exc}"
+        found = None
+    except kube.KubeError as exc:
+        return f"the cluster could not be read: {exc}"
+    return remediation.traces(request, found, since)
+
+
 @registries.register()
 class Remediate(registries.Tool):
     name = "remediate"

@@ -309,14 +309,21 @@ def test_a_worker_killed_while_making_an_approved_change_never_makes_it_again(
         run.error or ""
     )
     assert "whether it was made is unknown, and it was not tried again" in (run.error or "")
+    # Recovery read the Deployment before telling people: the restart's annotation,
+    # stamped by the lost worker after the approval, is there.
+    traces = "deployment shop/web was restarted at "
+    assert f"(the cluster shows: {traces}" in (run.error or "")
     (shown,) = ingest.get(f"/api/v1/runs/{run_id}").body["approvals"]
     assert shown["status"] == "unknown"
     assert shown["completedAt"] is not None
     assert "was lost" in shown["result"]["error"]
+    assert shown["result"]["traces"].startswith(traces)
+    assert shown["result"]["traces"].endswith(", after the approval")
     steps = harness.steps(run_id)
     assert [(s.name, s.phase) for s in steps] == [("investigate", "Failed"), ("after", "Skipped")]
     result = steps[0].output
     assert result["approval"]["status"] == "unknown"
+    assert result["approval"]["traces"] == shown["result"]["traces"]
     assert result["escalate"] is True
     assert [a["decision"] for a in result["actionsTaken"]] == ["approval_required", "unknown"]
     # The notifier is told twice to edit the request's messages: at the decision, and
