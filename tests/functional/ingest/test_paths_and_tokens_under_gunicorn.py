@@ -21,6 +21,7 @@ from shared.db import migrate, resources
 from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.ingest import realserver
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "pr0d-t0ken"
@@ -82,7 +83,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def start_run(tmp_path: Path, config: Path, secrets: Path) -> tuple[list[str], dict[str, str]]:
-    port = realserver.free_port()
+    port = free_port()
     api_token = tmp_path / "api-token"
     api_token.write_text(API_TOKEN + "\n")
     env = realserver.env_for(
@@ -162,7 +163,7 @@ def test_a_source_stored_without_authentication_is_not_served(tmp_path: Path) ->
     with make_session_factory(engine).begin() as session:
         resources.upsert(session, "Source", "default", "legacy", {"type": "webhook", "config": {}})
     engine.dispose()
-    port = realserver.free_port()
+    port = free_port()
     api_token = tmp_path / "api-token"
     api_token.write_text(API_TOKEN + "\n")
     env = realserver.env_for(

@@ -24,6 +24,7 @@ from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.ingest import realserver
 from tests.functional.ingest.conftest import TOKEN, source_spec
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(90)
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -53,7 +54,7 @@ def ingest(tmp_path: Path) -> Iterator[tuple[int, str]]:
     with make_session_factory(engine).begin() as session:
         resources.upsert(session, "Source", "default", "alertmanager", source_spec())
     engine.dispose()
-    port = realserver.free_port()
+    port = free_port()
     with realserver.serving(
         ["ingest", "--bind", f"127.0.0.1:{port}"],
         env_for(tmp_path, tmp_path / "secrets"),
@@ -66,7 +67,7 @@ def ingest(tmp_path: Path) -> Iterator[tuple[int, str]]:
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """``punchingfist run`` on the examples, as ``make run`` starts it."""
-    port = realserver.free_port()
+    port = free_port()
     token = (EXAMPLES / "secrets" / "alertmanager-webhook" / "token").read_text().strip()
     with realserver.serving(
         ["run", "--config-dir", str(EXAMPLES), "--bind", f"127.0.0.1:{port}"],

@@ -26,6 +26,7 @@ from shared.db.engines import make_engine, make_session_factory
 from shared.settings import DatabaseSettings
 from tests.functional.ingest import realserver
 from tests.functional.ingest.conftest import TOKEN, source_spec
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(120)
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -52,7 +53,7 @@ def wait_ready(port: int, timeout: float = 60.0) -> dict[str, Any]:
 
 
 def test_run_serves_every_webhook_once_ready(tmp_path: Path) -> None:
-    port = realserver.free_port()
+    port = free_port()
     env = realserver.env_for(
         tmp_path,
         PF_SECRETS_DIR=str(EXAMPLES / "secrets"),
@@ -78,7 +79,7 @@ def test_a_source_stored_after_ingest_read_the_sources_is_served_at_once(tmp_pat
     """A long cache (60 s) no longer hides a new Source: a miss looks again."""
     (tmp_path / "secrets" / "am").mkdir(parents=True)
     (tmp_path / "secrets" / "am" / "token").write_text(TOKEN)
-    port = realserver.free_port()
+    port = free_port()
     env = realserver.env_for(
         tmp_path,
         PF_SECRETS_DIR=str(tmp_path / "secrets"),
