@@ -27,6 +27,27 @@ def make_engine(settings: DatabaseSettings, *, for_writes: bool = True) -> sa.En
     url = sa.make_url(settings.url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings, for_writes=for_writes)
+    return _server_engine(url, settings)
+
+
+def make_autocommit_engine(settings: DatabaseSettings) -> sa.Engine | None:
+    """An engine whose statements each commit on their own, for work that is one
+    statement (``shared.units.Unit.alone``); None where that saves nothing.
+
+    On PostgreSQL (psycopg2) a transaction costs a BEGIN and a COMMIT round trip
+    around its statements; a lone statement in autocommit is as atomic and as
+    durable, in one. It is an engine (a pool) of its own: switching a pooled
+    connection to autocommit and back costs a ``SET`` round trip at every checkin.
+    On SQLite a statement costs no round trip, and a writer must take the write
+    lock at BEGIN (``BEGIN IMMEDIATE`` below).
+    """
+    url = sa.make_url(settings.url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return _server_engine(url, settings, isolation_level="AUTOCOMMIT")
+
+
+def _server_engine(url: sa.URL, settings: DatabaseSettings, **options: Any) -> sa.Engine:
     if url.drivername == "postgresql":
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
         url = url.set(drivername="postgresql+psycopg2")
@@ -37,6 +58,7 @@ def make_engine(settings: DatabaseSettings, *, for_writes: bool = True) -> sa.En
         # Survive PostgreSQL restarts without a stale pool: see _ping_if_the_server_spoke,
         # which does what pool_pre_ping would without its round trip per checkout.
         pool_recycle=1800,
+        **options,
     )
     if url.get_backend_name() == "postgresql":
         event.listen(engine, "checkout", _ping_if_the_server_spoke(engine.dialect))

@@ -234,6 +234,17 @@ def heartbeat(
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def single_write(loaded: Loaded, decision: outcomes.Next) -> bool:
+    """Whether ``record`` of ``decision`` is one statement where the database
+    allows (``roundtrips``): yes unless it ends the run with Sinks to notify or an
+    alert that may move (deliveries and the move are statements of their own).
+    Such a write may commit on its own (``shared.units.Unit.alone``)."""
+    finish = decision.finish
+    return finish is None or (
+        not loaded.workflow.sinks and outcomes.alert_status_after(finish) is None
+    )
+
+
 def record(
     session: Session,
     loaded: Loaded,
