@@ -28,7 +28,8 @@ class DatabaseSettings:
     # Seconds a writer waits for SQLite's lock before giving up; generous because
     # several sync gunicorn workers share one file.
     sqlite_busy_timeout: float = 30.0
-    # Connections kept per process (PostgreSQL); sync workers use one at a time.
+    # Connections kept per process and pool (PostgreSQL); sync workers use one at a
+    # time. An engine process has two pools (a step's read and write in autocommit).
     pool_size: int = 5
 
 

@@ -26,7 +26,7 @@ from services.engine.runners.local import DisabledRunner, LocalRunner
 from services.engine.steps import registries
 from services.engine.store import Store
 from shared import kube, queueing, secrets, units
-from shared.db.engines import make_engine, make_session_factory
+from shared.db.engines import make_autocommit_engine, make_engine, make_session_factory
 from shared.domain.templates import Templates
 from shared.settings import Settings
 from shared.workers import is_dead, worker_id
@@ -52,11 +52,18 @@ class Runtime:
         self.registry = registry or registries.default_registry
         self.templates = Templates()
         self.db = make_engine(settings.database)
+        # The same database in autocommit (PostgreSQL only), for Unit.alone.
+        self.db_alone = make_autocommit_engine(settings.database)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.db)
         self.store = Store(self.templates, outbox_lease_seconds=settings.outbox.lease_seconds)
         self.publisher = queueing.Publisher(app, settings.broker.publish_backoff)
         # Every task's transactions: commit, then publish the outbox entries written.
-        self.units = units.Units(self.session_factory, self.publisher)
+        # A step's reads and its one-statement write skip BEGIN/COMMIT (Unit.alone).
+        self.units = units.Units(
+            self.session_factory,
+            self.publisher,
+            alone=make_session_factory(self.db_alone) if self.db_alone else None,
+        )
         self.backoff = Backoff(settings.engine.retry_backoff, settings.engine.retry_backoff_max)
         self.runners = runners if runners is not None else self._default_runners(settings)
         # Built on first use: most Workflows name no secret.
@@ -118,6 +125,8 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
+        if self.db_alone is not None:
+            self.db_alone.dispose()
 
 
 _runtime_lock = threading.Lock()

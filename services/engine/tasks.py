@@ -126,7 +126,10 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
     outcome: Outcome | None = None
     with runtime.units.begin() as unit:
         now = utcnow()
-        loaded = runtime.store.load(unit.session, rid, index)
+        # The read and the one write of this unit go through ``unit.alone``: on
+        # PostgreSQL each commits on its own, without BEGIN and COMMIT round trips
+        # (the read takes no lock, so a transaction around it changes nothing).
+        loaded = runtime.store.load(unit.alone, rid, index)
         if loaded is None:
             log.warning("run_step: no such run or step")
             task.stop_chain()
@@ -159,13 +162,20 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
                 assert executor is not None
                 outcome = registries.invoke(executor, _step_context(runtime, loaded, attempt))
             result = _record(
-                runtime, unit, loaded, attempt=attempt, me=me, outcome=outcome, claimed=False
+                runtime,
+                unit,
+                loaded,
+                attempt=attempt,
+                me=me,
+                outcome=outcome,
+                claimed=False,
+                only_write=True,
             )
             if result[1] is None:
                 log.info("run_step: claimed by another delivery")
                 task.stop_chain()
                 return
-        elif not runtime.store.claim(unit.session, loaded, me, now, lease):
+        elif not runtime.store.claim(unit.alone, loaded, me, now, lease):
             log.info("run_step: claimed by another delivery")
             task.stop_chain()
             return
@@ -209,7 +219,9 @@ def _run_step(task: EngineTask, runtime: Runtime, rid: uuid.UUID, index: int) ->
 
         def record() -> _Result:
             with runtime.units.begin() as unit:
-                return _record(runtime, unit, loaded, attempt=attempt, me=me, outcome=done)
+                return _record(
+                    runtime, unit, loaded, attempt=attempt, me=me, outcome=done, only_write=True
+                )
 
         result = _when_reachable(record)
     _after_commit(task, result)
@@ -404,8 +416,12 @@ def _record(
     outcome: Outcome,
     claimed: bool = True,
     decision: outcomes.Next | None = None,
+    only_write: bool = False,
 ) -> _Result:
-    """Decide what the attempt means and write it; its entries go out after commit."""
+    """Decide what the attempt means and write it; its entries go out after commit.
+
+    ``only_write``: nothing else is written in ``unit``, so a write that is one
+    statement may commit on its own (``unit.alone``)."""
     decision = decision or outcomes.after_attempt(
         loaded.workflow,
         loaded.step,
@@ -414,8 +430,9 @@ def _record(
         phases=loaded.phases,
         backoff=runtime.backoff,
     )
+    alone = only_write and runtime.store.single_write(loaded, decision)
     tasks = runtime.store.record(
-        unit.session,
+        unit.alone if alone else unit.session,
         loaded,
         attempt=attempt,
         worker=me,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,72 @@ def make_engine(settings: DatabaseSettings, *, for_writes: bool = True) -> sa.En
     url = sa.make_url(settings.url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, settings, for_writes=for_writes)
+    return _server_engine(url, settings)
+
+
+def make_autocommit_engine(settings: DatabaseSettings) -> sa.Engine | None:
+    """An engine whose statements each commit on their own, for work that is one
+    statement (``shared.units.Unit.alone``); None where that saves nothing.
+
+    On PostgreSQL (psycopg2) a transaction costs a BEGIN and a COMMIT round trip
+    around its statements; a lone statement in autocommit is as atomic and as
+    durable, in one. It is an engine (a pool) of its own: switching a pooled
+    connection to autocommit and back costs a ``SET`` round trip at every checkin.
+    On SQLite a statement costs no round trip, and a writer must take the write
+    lock at BEGIN (``BEGIN IMMEDIATE`` below).
+    """
+    url = sa.make_url(settings.url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return _server_engine(url, settings, isolation_level="AUTOCOMMIT")
+
+
+def _server_engine(url: sa.URL, settings: DatabaseSettings, **options: Any) -> sa.Engine:
     if url.drivername == "postgresql":
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
         url = url.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
-        pool_pre_ping=True,
-        # Survive PostgreSQL restarts without a stale pool.
+        # Survive PostgreSQL restarts without a stale pool: see _ping_if_the_server_spoke,
+        # which does what pool_pre_ping would without its round trip per checkout.
         pool_recycle=1800,
+        **options,
     )
+    if url.get_backend_name() == "postgresql":
+        event.listen(engine, "checkout", _ping_if_the_server_spoke(engine.dialect))
+    return engine
+
+
+def _ping_if_the_server_spoke(dialect: sa.Dialect) -> Any:
+    """A pool checkout handler: ping a pooled connection only if the server has
+    sent something on it since it was last used, or closed it.
+
+    A server that restarts, fails over or drops a connection (an administrator, an
+    idle timeout) tells the client: it sends a FATAL message and closes the socket,
+    which becomes readable. An idle connection the server has nothing to say on is
+    not, so checking that locally replaces ``pool_pre_ping``'s ``SELECT 1``, which
+    was a round trip per transaction: one in five of an engine step's (each waits
+    for the server process to be scheduled on a busy machine). When something did
+    arrive, the real ping decides; a dead connection invalidates the pool as
+    ``pool_pre_ping`` does, so the checkout gets a fresh one. A peer gone without a
+    word (no FIN) is found by neither: the ping would hang as the statement does.
+    """
+
+    def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if not dbapi_connection.closed:
+            readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+            if not readable:
+                return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise sa.exc.InvalidatePoolError() from exc
+            raise
+
+    return checkout
 
 
 def _sqlite_engine(url: sa.URL, settings: DatabaseSettings, *, for_writes: bool) -> sa.Engine:

@@ -55,6 +55,7 @@ class Store:
         self.notify = functools.partial(finish.notify, outbox_lease_seconds=outbox_lease_seconds)
 
     claim = staticmethod(steps.claim)
+    single_write = staticmethod(steps.single_write)
     heartbeat = staticmethod(steps.heartbeat)
     release_abandoned = staticmethod(recovery.release_abandoned)
     interrupted_changes = staticmethod(recovery.interrupted_changes)

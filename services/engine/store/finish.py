@@ -3,7 +3,9 @@
 Reached from two places, the start of a Workflow without steps and the record of a
 run's last step, so it is its own seam. The run's final UPDATE, the alert's move
 and the deliveries (rows and their outbox entries) are written in the caller's
-transaction; the entries are returned for the caller to publish after commit.
+transaction; the entries are returned for the caller to publish after commit. The
+last step writes the run's end in its own UPDATE (``ending``, then ``ended`` for
+what follows once that write won).
 
 What this module must not do: publish, or decide how a run ends (``core.outcomes``
 does); it writes what it is told, except that outputs that cannot be rendered fail
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,6 +29,7 @@ from services.engine.core import contexts, outcomes
 from services.engine.core.outcomes import Finish
 from services.engine.store.tables import ALERTS, DELIVERIES, RUNS
 from shared import outbox
+from shared.db.models import utcnow
 from shared.domain import alerts as alert_domain
 from shared.domain import workflows
 from shared.domain.notifications import NO_ID, Event
@@ -34,6 +38,17 @@ from shared.domain.templates import Templates
 from shared.queueing import DELIVER, NOTIFIER_QUEUE
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """How a run ends, computed before it is written: the columns of its UPDATE,
+    and where that leaves its alert."""
+
+    values: dict[str, Any]
+    phase: RunPhase
+    error: str | None
+    alert_target: alert_domain.AlertStatus | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +68,21 @@ class Finisher:
         alert_id: uuid.UUID | None,
         finish: Finish,
         now: dt.datetime,
-        also: Mapping[str, Any] | None = None,
     ) -> list[outbox.PendingTask]:
-        """End the run; ``also``: more columns for the same UPDATE (the last step's)."""
+        """End the run: its UPDATE (``ending``), then what follows (``ended``)."""
+        ending = self.ending(workflow, context, finish, now)
+        session.execute(sa.update(RUNS).where(RUNS.c.id == run_id).values(ending.values))
+        return self.ended(session, run_id, ending, workflow=workflow, alert_id=alert_id, now=now)
+
+    def ending(
+        self,
+        workflow: workflows.Workflow,
+        context: Mapping[str, Any],
+        finish: Finish,
+        now: dt.datetime,
+    ) -> Ending:
+        """The run's end as columns to write (pure: the caller writes them, maybe in
+        a statement of its own such as the last step's)."""
         values, output_error = contexts.render_outputs(self.templates, workflow, context)
         error = finish.error
         phase = finish.phase
@@ -63,28 +90,45 @@ class Finisher:
             # A run whose outputs cannot be computed did not do what it promised.
             phase = RunPhase.FAILED
             error = f"{error}; {output_error}" if error else output_error
-        session.execute(
-            sa.update(RUNS)
-            .where(RUNS.c.id == run_id)
-            .values(
-                {
-                    **(also or {}),
-                    "phase": phase,
-                    "outputs": values,
-                    "error": error,
-                    "message": finish.message,
-                    "current_step": None,
-                    "completed_at": now,
-                    "updated_at": now,
-                }
-            )
-        )
         target = outcomes.alert_status_after(dataclasses.replace(finish, phase=phase, error=error))
+        return Ending(
+            {
+                "phase": phase,
+                "outputs": values,
+                "error": error,
+                "message": finish.message,
+                "current_step": None,
+                "completed_at": now,
+                "updated_at": now,
+            },
+            phase,
+            error,
+            target,
+        )
+
+    def ended(
+        self,
+        session: Session,
+        run_id: uuid.UUID,
+        ending: Ending,
+        *,
+        workflow: workflows.Workflow,
+        alert_id: uuid.UUID | None,
+        now: dt.datetime,
+    ) -> list[outbox.PendingTask]:
+        """What follows a run's end once it is written: its alert moves, its Sinks
+        get their deliveries (entries returned for the caller to publish)."""
+        target = ending.alert_target
         if alert_id is not None and target is not None:
             move_alert(session, alert_id, target, now, by_workflow=True)
         log.info(
             "run finished",
-            extra={"run_id": str(run_id), "phase": phase, "error": error, "alert": target},
+            extra={
+                "run_id": str(run_id),
+                "phase": ending.phase,
+                "error": ending.error,
+                "alert": target,
+            },
         )
         return notify(
             session,
@@ -165,6 +209,28 @@ def move_alert(
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             return
+
+
+@functools.lru_cache(maxsize=8)
+def alert_move(target: alert_domain.AlertStatus) -> sa.Update | None:
+    """``move_alert`` as one UPDATE, built once, to send with others where one does
+    (the move to triaging); None where it takes several tries (to resolved). Binds
+    ``b_alert_id`` and ``b_alert_at`` (the time of the move)."""
+    moves = _alert_moves(target, utcnow(), by_workflow=False)
+    if len(moves) != 1:
+        return None
+    values, sources = moves[0]
+    at = sa.bindparam("b_alert_at", type_=ALERTS.c.updated_at.type)
+    return (
+        sa.update(ALERTS)
+        .where(ALERTS.c.id == sa.bindparam("b_alert_id"), ALERTS.c.status.in_(sources))
+        .values(
+            {
+                name: at if isinstance(value, dt.datetime) else value
+                for name, value in values.items()
+            }
+        )
+    )
 
 
 # The engine's alerts are normally triaging when a run ends: try that source first.
